@@ -1,0 +1,1 @@
+//! Raw serde types of the config file.
