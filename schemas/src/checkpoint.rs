@@ -51,6 +51,9 @@ pub struct SegmentPos {
     pub before_hash: u64,
     /// Path the segment had when last seen (for logs only: identity is the fingerprint).
     pub path: String,
+    /// Size of the segment when last read (to count the bytes lost if it vanishes).
+    #[serde(default)]
+    pub size_seen: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,7 @@ mod tests {
             offset,
             before_hash: 9,
             path: "/var/log/pods/a_b_c/d/0.log".into(),
+            size_seen: 100,
         }
     }
 

@@ -3,7 +3,13 @@
 //! The YAML file is read into the serde raw types of [`raw`] (`deny_unknown_fields`), then
 //! validated into [`CollectorConfig`]. Every problem names the key and its file position.
 
+pub mod error;
+pub mod load;
+pub mod node;
 pub mod raw;
+
+pub use error::{ConfigDiagnostic, ConfigError, ConfigErrors, Severity};
+pub use load::{HostEnv, Loaded, load, load_str, load_str_with};
 
 use regex::Regex;
 use std::net::SocketAddr;

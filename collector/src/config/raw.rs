@@ -1,1 +1,171 @@
-//! Raw serde types of the config file.
+//! Raw serde types of the config file: what the YAML says, before defaults and validation.
+//!
+//! Units are in the key names (`*_ms`, `*_bytes`). Unknown keys are errors. The loader
+//! ([`super::load`]) deserializes each top-level key, each source and each sink on its own so
+//! that one problem does not hide the others, and assembles a [`RawConfig`].
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The keys of the top level of the file.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "node_name",
+    "cluster",
+    "data_dir",
+    "telemetry",
+    "pipeline",
+    "sources",
+    "sinks",
+    "serve",
+];
+
+/// The whole file, as assembled by the loader. `serve` (read by `nevermore serve`) is accepted
+/// and not kept here.
+#[derive(Debug, Clone, Default)]
+pub struct RawConfig {
+    pub node_name: Option<String>,
+    pub cluster: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub telemetry: Option<RawTelemetry>,
+    pub pipeline: Option<RawPipeline>,
+    /// In file order; `None` when the key is absent.
+    pub sources: Option<Vec<(String, RawSource)>>,
+    /// In file order; `None` when the key is absent.
+    pub sinks: Option<Vec<(String, RawSink)>>,
+}
+
+/// `telemetry:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawTelemetry {
+    pub listen: Option<RawListen>,
+}
+
+/// `telemetry.listen`: an address, or `off` (which YAML 1.1 readers take for the boolean false).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawListen {
+    Bool(bool),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawListen;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an address such as `127.0.0.1:9801`, or `off`")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawListen, E> {
+                Ok(RawListen::Bool(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawListen, E> {
+                Ok(RawListen::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `pipeline:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawPipeline {
+    pub batch_max_records: Option<u64>,
+    pub batch_max_bytes: Option<u64>,
+    pub batch_timeout_ms: Option<u64>,
+    pub max_batches_in_flight: Option<u64>,
+    pub checkpoint_interval_ms: Option<u64>,
+    pub scan_interval_ms: Option<u64>,
+    pub read_chunk_bytes: Option<u64>,
+    pub max_open_files: Option<u64>,
+}
+
+/// `sources.<id>.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSourceType {
+    KubernetesLogs,
+    File,
+}
+
+/// `sources.<id>.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFormat {
+    Container,
+    Cri,
+    Docker,
+    Plain,
+    Json,
+}
+
+/// `sources.<id>:`. One struct for every type (so every key gets its own position in errors);
+/// the loader rejects keys that do not belong to the source's type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawSource {
+    #[serde(rename = "type")]
+    pub kind: RawSourceType,
+    /// `kubernetes_logs` only.
+    pub pods_dir: Option<PathBuf>,
+    /// `file` only.
+    pub include: Option<Vec<String>>,
+    /// `file` only.
+    pub exclude: Option<Vec<String>>,
+    /// `file` only.
+    pub dataset: Option<String>,
+    pub format: Option<RawFormat>,
+    pub max_record_bytes: Option<u64>,
+    pub partial_timeout_ms: Option<u64>,
+    pub json_level: Option<bool>,
+    pub multiline: Option<RawMultiline>,
+}
+
+/// `sources.<id>.multiline:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawMultiline {
+    pub start_pattern: String,
+    pub timeout_ms: Option<u64>,
+    pub max_lines: Option<u64>,
+}
+
+/// `sinks.<id>.type`. `kafka`, `elasticsearch` and `embedded` are part of the design but not
+/// yet available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSinkType {
+    File,
+    Stdout,
+    Kafka,
+    Elasticsearch,
+    Embedded,
+}
+
+impl RawSinkType {
+    pub fn name(self) -> &'static str {
+        match self {
+            RawSinkType::File => "file",
+            RawSinkType::Stdout => "stdout",
+            RawSinkType::Kafka => "kafka",
+            RawSinkType::Elasticsearch => "elasticsearch",
+            RawSinkType::Embedded => "embedded",
+        }
+    }
+
+    pub fn is_available(self) -> bool {
+        matches!(self, RawSinkType::File | RawSinkType::Stdout)
+    }
+}
+
+/// `sinks.<id>:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawSink {
+    #[serde(rename = "type")]
+    pub kind: RawSinkType,
+    /// `file` only.
+    pub path: Option<PathBuf>,
+    pub inputs: Option<Vec<String>>,
+}

@@ -1,0 +1,315 @@
+//! What flows from the tailer to the sinks: events in batches, with the checkpoint marks that
+//! their acknowledgement commits.
+
+use nevermore_parse::Flags;
+use nevermore_schemas::record::{
+    Cluster, Container, Event as EventFields, Host, Kubernetes, Level, Log, LogFile, LogRecord,
+    Node, Orchestrator, Pod, StdStream,
+};
+use nevermore_schemas::StreamCheckpoint;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// What every record of a stream shares; built once per stream.
+#[derive(Debug)]
+pub struct StreamInfo {
+    /// Index of the source in the config (sinks route by it).
+    pub source: usize,
+    /// The stream key's text form (checkpoints, event ids).
+    pub key: Arc<str>,
+    pub kubernetes: Option<Kubernetes>,
+    pub cluster: String,
+    pub node: String,
+    pub dataset: String,
+    /// `"kubernetes":{..},"orchestrator":{..},"host":{..}` pre-encoded, so encoding a record
+    /// writes only what changes per record.
+    shared_json: String,
+    dataset_json: String,
+}
+
+impl StreamInfo {
+    pub fn new(
+        source: usize,
+        key: Arc<str>,
+        kubernetes: Option<Kubernetes>,
+        cluster: String,
+        node: String,
+        dataset: String,
+    ) -> Self {
+        let mut shared_json = String::new();
+        if let Some(k) = &kubernetes {
+            shared_json.push_str("\"kubernetes\":");
+            shared_json.push_str(&serde_json::to_string(k).unwrap_or_else(|_| "{}".into()));
+            shared_json.push(',');
+        }
+        let _ = write!(
+            shared_json,
+            "\"orchestrator\":{{\"cluster\":{{\"name\":{}}}}},\"host\":{{\"name\":{}}}",
+            json_str(&cluster),
+            json_str(&node)
+        );
+        let dataset_json = json_str(&dataset);
+        StreamInfo { source, key, kubernetes, cluster, node, dataset, shared_json, dataset_json }
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The path of a segment as recorded in `log.file.path`, with its JSON form cached.
+#[derive(Debug)]
+pub struct SegmentPath {
+    pub path: String,
+    json: String,
+}
+
+impl SegmentPath {
+    pub fn new(path: String) -> Self {
+        let json = json_str(&path);
+        SegmentPath { path, json }
+    }
+}
+
+/// One record on its way to the sinks.
+#[derive(Debug)]
+pub struct Event {
+    pub stream: Arc<StreamInfo>,
+    pub path: Arc<SegmentPath>,
+    pub timestamp_ns: i64,
+    pub std: Option<StdStream>,
+    pub message: String,
+    pub level: Option<Level>,
+    pub flags: Flags,
+    pub offset: u64,
+    pub sequence: u64,
+    pub id: u64,
+}
+
+impl Event {
+    /// The record as the schema type (slow path: tests, the embedded index).
+    pub fn to_record(&self) -> LogRecord {
+        let mut ts = String::with_capacity(32);
+        nevermore_parse::time::format_rfc3339(self.timestamp_ns, &mut ts);
+        LogRecord {
+            timestamp: ts,
+            message: self.message.clone(),
+            stream: self.std,
+            log: Log {
+                level: self.level,
+                file: LogFile { path: self.path.path.clone() },
+                offset: self.offset,
+                flags: self.flags.iter().collect(),
+            },
+            kubernetes: self.stream.kubernetes.clone(),
+            orchestrator: Orchestrator { cluster: Cluster { name: self.stream.cluster.clone() } },
+            host: Host { name: self.stream.node.clone() },
+            event: EventFields {
+                id: format!("{:016x}", self.id),
+                sequence: self.sequence,
+                dataset: self.stream.dataset.clone(),
+            },
+        }
+    }
+
+    /// Appends the record as one line of JSON (with `\n`). Same bytes as serialising
+    /// [`Event::to_record`] with serde_json, faster.
+    pub fn encode_json(&self, out: &mut Vec<u8>) {
+        let mut ts = String::with_capacity(32);
+        nevermore_parse::time::format_rfc3339(self.timestamp_ns, &mut ts);
+        out.extend_from_slice(b"{\"@timestamp\":\"");
+        out.extend_from_slice(ts.as_bytes());
+        out.extend_from_slice(b"\",\"message\":");
+        let _ = serde_json::to_writer(&mut *out, &self.message);
+        match self.std {
+            Some(StdStream::Stdout) => out.extend_from_slice(b",\"stream\":\"stdout\""),
+            Some(StdStream::Stderr) => out.extend_from_slice(b",\"stream\":\"stderr\""),
+            None => {}
+        }
+        out.extend_from_slice(b",\"log\":{");
+        if let Some(level) = self.level {
+            out.extend_from_slice(b"\"level\":\"");
+            out.extend_from_slice(level.as_str().as_bytes());
+            out.extend_from_slice(b"\",");
+        }
+        out.extend_from_slice(b"\"file\":{\"path\":");
+        out.extend_from_slice(self.path.json.as_bytes());
+        out.extend_from_slice(b"},\"offset\":");
+        push_u64(out, self.offset);
+        if !self.flags.is_empty() {
+            out.extend_from_slice(b",\"flags\":[");
+            for (i, f) in self.flags.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'"');
+                out.extend_from_slice(f.as_str().as_bytes());
+                out.push(b'"');
+            }
+            out.push(b']');
+        }
+        out.extend_from_slice(b"},");
+        out.extend_from_slice(self.stream.shared_json.as_bytes());
+        out.extend_from_slice(b",\"event\":{\"id\":\"");
+        let _ = write!(HexOut(out), "{:016x}", self.id);
+        out.extend_from_slice(b"\",\"sequence\":");
+        push_u64(out, self.sequence);
+        out.extend_from_slice(b",\"dataset\":");
+        out.extend_from_slice(self.stream.dataset_json.as_bytes());
+        out.extend_from_slice(b"}}\n");
+    }
+}
+
+struct HexOut<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for HexOut<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, v: u64) {
+    let mut buf = itoa_buf(v);
+    out.extend_from_slice(buf.as_bytes_mut());
+}
+
+/// Small integer formatting without allocation.
+fn itoa_buf(mut v: u64) -> DigitBuf {
+    let mut b = DigitBuf { bytes: [0; 20], start: 20 };
+    loop {
+        b.start -= 1;
+        b.bytes[b.start] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    b
+}
+
+struct DigitBuf {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl DigitBuf {
+    fn as_bytes_mut(&mut self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
+/// The deterministic event id: hash of (cluster, node, stream, segment fingerprint, offset).
+pub fn event_id(cluster: &str, node: &str, stream: &str, fingerprint: u64, offset: u64) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [cluster, node, stream] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.update(&fingerprint.to_le_bytes());
+    h.update(&offset.to_le_bytes());
+    h.digest()
+}
+
+/// What the acknowledgement of a batch commits for one stream.
+#[derive(Debug, Clone)]
+pub enum Mark {
+    Advance { stream: Arc<str>, checkpoint: StreamCheckpoint },
+    /// The stream ended (its files are gone and everything was delivered).
+    Remove { stream: Arc<str> },
+}
+
+/// A batch: events in delivery order, and the marks that its acknowledgement commits.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub id: u64,
+    pub events: Vec<Event>,
+    pub marks: Vec<Mark>,
+    /// Message bytes in `events` (for batch_max_bytes).
+    pub bytes: usize,
+}
+
+/// Builds the Kubernetes part of records from a pod log path.
+pub fn kubernetes_fields(
+    pc: &crate::discover::PodContainer,
+    node: &str,
+    labels: BTreeMap<String, String>,
+) -> Kubernetes {
+    Kubernetes {
+        namespace: pc.namespace.clone(),
+        pod: Pod { name: pc.pod.clone(), uid: pc.uid.clone() },
+        container: Container { name: pc.container.clone(), restart_count: pc.restart },
+        node: Node { name: node.to_owned() },
+        labels,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use nevermore_schemas::record::LogFlag;
+    use proptest::prelude::*;
+
+    fn info(k8s: bool) -> Arc<StreamInfo> {
+        let pc = crate::discover::PodContainer {
+            namespace: "shop".into(),
+            pod: "api-7d9f".into(),
+            uid: "5c1e".into(),
+            container: "api".into(),
+            restart: 2,
+        };
+        Arc::new(StreamInfo::new(
+            0,
+            "k8s:shop_api-7d9f_5c1e/api/2".into(),
+            k8s.then(|| kubernetes_fields(&pc, "node-a", BTreeMap::new())),
+            "prod \"eu\"".into(),
+            "node-a".into(),
+            "container".into(),
+        ))
+    }
+
+    proptest! {
+        #[test]
+        fn fast_encoding_equals_serde(
+            message in ".*", ts in 0i64..4_000_000_000_000_000_000, offset in any::<u64>(),
+            seq in any::<u64>(), id in any::<u64>(), k8s in any::<bool>(), lvl in 0usize..7,
+            flags in 0u8..32, std in 0u8..3,
+        ) {
+            let mut f = Flags::default();
+            for (i, flag) in [LogFlag::Partial, LogFlag::Multiline, LogFlag::Truncated, LogFlag::InvalidUtf8, LogFlag::Unterminated].into_iter().enumerate() {
+                if flags & (1 << i) != 0 { f.insert(flag); }
+            }
+            let ev = Event {
+                stream: info(k8s),
+                path: Arc::new(SegmentPath::new("/var/log/pods/a\\b/0.log".into())),
+                timestamp_ns: ts,
+                std: [None, Some(StdStream::Stdout), Some(StdStream::Stderr)][std as usize],
+                message,
+                level: [None, Some(Level::Trace), Some(Level::Debug), Some(Level::Info), Some(Level::Warn), Some(Level::Error), Some(Level::Fatal)][lvl],
+                flags: f,
+                offset,
+                sequence: seq,
+                id,
+            };
+            let mut out = Vec::new();
+            ev.encode_json(&mut out);
+            prop_assert_eq!(out.last(), Some(&b'\n'));
+            let expected = serde_json::to_vec(&ev.to_record()).unwrap();
+            prop_assert_eq!(String::from_utf8_lossy(&out[..out.len() - 1]), String::from_utf8_lossy(&expected));
+        }
+    }
+
+    #[test]
+    fn event_ids_differ_by_every_part() {
+        let base = event_id("c", "n", "s", 1, 2);
+        assert_ne!(base, event_id("c2", "n", "s", 1, 2));
+        assert_ne!(base, event_id("c", "n2", "s", 1, 2));
+        assert_ne!(base, event_id("c", "n", "s2", 1, 2));
+        assert_ne!(base, event_id("c", "n", "s", 3, 2));
+        assert_ne!(base, event_id("c", "n", "s", 1, 3));
+        // No ambiguity from concatenation.
+        assert_ne!(event_id("ab", "c", "s", 1, 2), event_id("a", "bc", "s", 1, 2));
+    }
+}

@@ -1,0 +1,32 @@
+//! Sinks: where batches go, and the acknowledgement that lets checkpoints advance.
+//!
+//! A sink writes batches in order and later makes them durable; only then are they acknowledged.
+//! `write` + `flush` lets a sink group several batches into one durable commit (one fsync, one
+//! wait for delivery reports).
+
+pub mod file;
+
+use crate::event::Batch;
+use std::future::Future;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("sink {sink}: cannot open {path}: {source}")]
+    Open { sink: String, path: String, source: std::io::Error },
+    #[error("sink {sink}: write failed: {source}")]
+    Write { sink: String, source: std::io::Error },
+}
+
+/// A destination of records.
+pub trait Sink: Send + 'static {
+    fn name(&self) -> &str;
+    /// Hands a batch to the sink (events of sources this sink does not take are skipped by
+    /// `accepts`). Not yet durable.
+    fn write(&mut self, batch: &Batch, accepts: &[bool]) -> impl Future<Output = Result<usize, SinkError>> + Send;
+    /// Makes everything written so far durable. Batches written before are acknowledged when
+    /// this returns Ok.
+    fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Undoes a failed write of a batch so it can be retried without duplicating it, where the
+    /// destination allows (a file is truncated back).
+    fn rollback(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+}

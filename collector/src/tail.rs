@@ -1,0 +1,1343 @@
+//! Rotation-safe tailing: streams made of chains of segments, read strictly in order.
+//!
+//! The tailer runs on one dedicated thread and owns every stream. It never advances a checkpoint
+//! itself: each batch carries the position its acknowledgement commits ([`Mark`]), and the
+//! finalizer applies them in order.
+//!
+//! Invariants:
+//! - a stream's segments are read one at a time, in chain order; a rotated segment is read to
+//!   its end (and re-checked for growth) before the next one is started;
+//! - a segment's descriptor stays open from discovery until it was read to its end, whatever
+//!   happens to its name (rename, unlink, gzip);
+//! - records are numbered (`event.sequence`) in emission order without gaps; after a restart,
+//!   records that end at or before the acknowledged position are re-read but not sent again.
+
+use crate::config::{PipelineConfig, SourceKind};
+use crate::discover::{self, Found, PodContainer, SegmentName, StreamKey};
+use crate::event::{event_id, kubernetes_fields, Batch, Event, Mark, SegmentPath, StreamInfo};
+use crate::fingerprint;
+use crate::metrics::{Metrics, SourceLabels, StreamLabels};
+use flate2::read::MultiGzDecoder;
+use nevermore_parse::{Merger, MergerConfig, RawLine, Record};
+use nevermore_schemas::{SegmentPos, StreamCheckpoint};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A position in a stream: segment serial (chain order), then byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub seg: u64,
+    pub offset: u64,
+}
+
+/// Finished segments remembered per stream (fingerprints, names), so a rescan or restart never
+/// reads them again. kubelet keeps 5 files per container by default.
+const FINISHED_MEMORY: usize = 16;
+
+/// How long an idle stream waits between polls when no inotify event names it.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// A rotated segment at EOF is re-checked for late writes this long before it is closed, when
+/// no newer segment exists yet.
+const ROTATED_GRACE: Duration = Duration::from_millis(500);
+
+/// One source as the tailer runs it.
+#[derive(Debug)]
+pub struct SourceRuntime {
+    pub id: String,
+    pub kind: SourceKind,
+    pub merger: Arc<MergerConfig>,
+    pub max_line_bytes: usize,
+    pub include: globset::GlobSet,
+    pub exclude: globset::GlobSet,
+    pub roots: Vec<PathBuf>,
+}
+
+/// Everything the tailer thread needs.
+#[derive(Debug)]
+pub struct TailerParams {
+    pub sources: Vec<SourceRuntime>,
+    pub cluster: String,
+    pub node: String,
+    pub pipeline: PipelineConfig,
+    pub checkpoint: BTreeMap<String, StreamCheckpoint>,
+}
+
+/// How the tailer hands batches on. Blocking: this is where backpressure stops reading.
+pub trait BatchOut {
+    /// Sends a batch; returns false when the receiver is gone.
+    fn send(&mut self, batch: Batch) -> bool;
+}
+
+/// Wake-ups from inotify: paths that changed, or "look at everything".
+#[derive(Debug)]
+pub enum Wake {
+    Paths(Vec<PathBuf>),
+    All,
+}
+
+enum SegReader {
+    Plain(File),
+    Gz(Box<MultiGzDecoder<File>>),
+}
+
+impl std::fmt::Debug for SegReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SegReader::Plain(_) => f.write_str("Plain"),
+            SegReader::Gz(_) => f.write_str("Gz"),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Segment {
+    serial: u64,
+    dev: u64,
+    inode: u64,
+    fp: Option<u64>,
+    path: Arc<SegmentPath>,
+    name: SegmentName,
+    reader: Option<SegReader>,
+    /// Next byte to read (decompressed bytes for gzip).
+    offset: u64,
+    /// No longer the file being written: its end is final once read and re-checked.
+    rotated: bool,
+    gz: bool,
+    size_seen: u64,
+    eof_since: Option<Instant>,
+}
+
+impl Segment {
+    fn stamp(&self) -> Option<&str> {
+        match &self.name {
+            SegmentName::Rotated { stamp, .. } => Some(stamp),
+            SegmentName::Live => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SegMeta {
+    serial: u64,
+    fp: u64,
+    dev: u64,
+    inode: u64,
+    path: Arc<SegmentPath>,
+    size_seen: u64,
+}
+
+struct StreamMetrics {
+    lines: Counter,
+    bytes: Counter,
+    lag_bytes: Gauge,
+}
+
+struct Stream {
+    key: StreamKey,
+    info: Arc<StreamInfo>,
+    source: usize,
+    segs: VecDeque<Segment>,
+    /// Segments already finished whose positions may still be referenced (pending merges).
+    metas: VecDeque<SegMeta>,
+    next_serial: u64,
+    /// Position after the last complete line handed to the merger.
+    frontier: Pos,
+    /// Bytes of an incomplete line (starting at `frontier`).
+    carry: Vec<u8>,
+    /// The incomplete line was longer than the limit: the rest is being dropped.
+    carry_cut: bool,
+    merger: Merger<Pos>,
+    next_seq: u64,
+    suppress_until: Option<Pos>,
+    finished_fps: VecDeque<u64>,
+    finished_stamps: VecDeque<String>,
+    /// Files of the last scan (copytruncate looks for the copy here).
+    last_found: Vec<Found>,
+    /// Changed since the last batch cut: its mark goes into the next batch.
+    touched: bool,
+    /// Not found by the last scan: ends once its segments are read.
+    gone: bool,
+    removed: bool,
+    idle: bool,
+    next_poll: Instant,
+    last_acked_ts_ns: i64,
+    metrics: StreamMetrics,
+}
+
+/// The tailer: discovery reconciliation, reading, parsing, batching.
+pub struct Tailer {
+    params: TailerParams,
+    metrics: Arc<Metrics>,
+    streams: Vec<Stream>,
+    by_key: HashMap<StreamKey, usize>,
+    /// Directory (container dir, or a file source's file) → streams, for inotify wake-ups.
+    by_dir: HashMap<PathBuf, Vec<usize>>,
+    batch: Batch,
+    batch_started: Option<Instant>,
+    next_batch_id: u64,
+    scratch: Vec<u8>,
+    records: Vec<Record<Pos>>,
+    epoch: Instant,
+    last_full_scan: Option<Instant>,
+    stop: Arc<AtomicBool>,
+    wake: std::sync::mpsc::Receiver<Wake>,
+    /// Keys of the checkpoint not seen at the first scan: dropped with a Remove mark.
+    initial_checkpoint_keys: Option<HashSet<String>>,
+    logged_skips: HashSet<PathBuf>,
+    open_files: i64,
+}
+
+impl std::fmt::Debug for Tailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tailer").field("streams", &self.streams.len()).finish()
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+impl Tailer {
+    pub fn new(
+        params: TailerParams,
+        metrics: Arc<Metrics>,
+        stop: Arc<AtomicBool>,
+        wake: std::sync::mpsc::Receiver<Wake>,
+    ) -> Self {
+        let chunk = params.pipeline.read_chunk_bytes.max(4096);
+        let keys = params.checkpoint.keys().cloned().collect();
+        Tailer {
+            params,
+            metrics,
+            streams: Vec::new(),
+            by_key: HashMap::new(),
+            by_dir: HashMap::new(),
+            batch: Batch::default(),
+            batch_started: None,
+            next_batch_id: 1,
+            scratch: vec![0; chunk],
+            records: Vec::new(),
+            epoch: Instant::now(),
+            last_full_scan: None,
+            stop,
+            wake,
+            initial_checkpoint_keys: Some(keys),
+            logged_skips: HashSet::new(),
+            open_files: 0,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Runs until the stop flag is set, then cuts and sends the last batch.
+    pub fn run(mut self, out: &mut dyn BatchOut) {
+        let pl = self.params.pipeline.clone();
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let due = self.last_full_scan.is_none_or(|t| t.elapsed() >= pl.scan_interval);
+            if due {
+                self.full_scan();
+            }
+            let mut progressed = 0usize;
+            let now = Instant::now();
+            for idx in 0..self.streams.len() {
+                let s = &self.streams[idx];
+                if s.removed || (s.idle && now < s.next_poll) {
+                    continue;
+                }
+                progressed += self.read_stream(idx);
+                if self.batch_full() && !self.cut_and_send(out) {
+                    return;
+                }
+                if self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            self.flush_timeouts();
+            self.end_streams();
+            let batch_due = self
+                .batch_started
+                .is_some_and(|t| t.elapsed() >= pl.batch_timeout);
+            if (batch_due || (progressed == 0 && self.batch_started.is_some()))
+                && !self.cut_and_send(out)
+            {
+                return;
+            }
+            if progressed == 0 {
+                let wait = self.idle_wait(&pl);
+                match self.wake.recv_timeout(wait) {
+                    Ok(w) => {
+                        self.on_wake(w);
+                        while let Ok(w) = self.wake.try_recv() {
+                            self.on_wake(w);
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+        }
+        // Final batch: whatever was read, with its marks, so the final checkpoint is exact.
+        self.mark_all_touched();
+        let _ = self.cut_and_send(out);
+    }
+
+    fn idle_wait(&self, pl: &PipelineConfig) -> Duration {
+        let mut wait = IDLE_POLL;
+        let now_ms = self.now_ms();
+        for s in &self.streams {
+            if let Some(d) = s.merger.next_deadline() {
+                wait = wait.min(Duration::from_millis(d.saturating_sub(now_ms)));
+            }
+        }
+        if let Some(t) = self.batch_started {
+            wait = wait.min(pl.batch_timeout.saturating_sub(t.elapsed()));
+        }
+        wait.max(Duration::from_millis(1))
+    }
+
+    fn on_wake(&mut self, w: Wake) {
+        match w {
+            Wake::All => self.last_full_scan = None,
+            Wake::Paths(paths) => {
+                for p in paths {
+                    let hit = self
+                        .by_dir
+                        .get(&p)
+                        .or_else(|| p.parent().and_then(|d| self.by_dir.get(d)));
+                    match hit {
+                        Some(idxs) => {
+                            for &i in idxs {
+                                self.streams[i].idle = false;
+                            }
+                            // A new file in a known directory may be a rotation.
+                            if let Some(dir) = p.parent() {
+                                self.rescan_dir(&dir.to_path_buf());
+                            }
+                        }
+                        // Unknown place: a new pod or file; look everywhere.
+                        None => self.last_full_scan = None,
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- discovery reconciliation ------------------------------------------------------------
+
+    fn full_scan(&mut self) {
+        self.last_full_scan = Some(Instant::now());
+        let mut seen: HashSet<StreamKey> = HashSet::new();
+        for si in 0..self.params.sources.len() {
+            let scan = match &self.params.sources[si].kind {
+                SourceKind::Kubernetes { pods_dir } => discover::scan_pods_dir(pods_dir),
+                SourceKind::File { .. } => {
+                    let src = &self.params.sources[si];
+                    discover::scan_globs(&src.include, &src.exclude, &src.roots)
+                }
+            };
+            self.log_skips(&scan.skipped);
+            for (key, found) in scan.streams {
+                seen.insert(key.clone());
+                self.reconcile(si, key, found);
+            }
+        }
+        for s in &mut self.streams {
+            if !s.removed && !seen.contains(&s.key) {
+                s.gone = true;
+            }
+        }
+        if let Some(keys) = self.initial_checkpoint_keys.take() {
+            let live: HashSet<String> =
+                self.streams.iter().map(|s| s.info.key.to_string()).collect();
+            for k in keys.difference(&live) {
+                tracing::info!(stream = %k, "checkpointed stream no longer exists, forgetting it");
+                self.batch.marks.push(Mark::Remove { stream: k.as_str().into() });
+                self.batch_started.get_or_insert_with(Instant::now);
+            }
+        }
+        // Verify the head of live segments: content replaced under the same inode.
+        for idx in 0..self.streams.len() {
+            self.check_truncation(idx, true);
+        }
+        self.compact();
+        self.metrics.streams.set(self.streams.iter().filter(|s| !s.removed).count() as i64);
+    }
+
+    /// Drops ended streams once they are the majority, so pod churn does not grow memory.
+    fn compact(&mut self) {
+        let removed = self.streams.iter().filter(|s| s.removed).count();
+        if removed < 64 || removed * 2 < self.streams.len() {
+            return;
+        }
+        self.streams.retain(|s| !s.removed);
+        self.by_key.clear();
+        self.by_dir.clear();
+        for (i, s) in self.streams.iter().enumerate() {
+            self.by_key.insert(s.key.clone(), i);
+            let dir = match &s.key {
+                StreamKey::Pod(pc) => pod_container_dir(&self.params.sources[s.source].kind, pc),
+                StreamKey::File(p) => p.clone(),
+            };
+            self.by_dir.entry(dir).or_default().push(i);
+        }
+    }
+
+    fn rescan_dir(&mut self, dir: &PathBuf) {
+        let Some(idxs) = self.by_dir.get(dir).cloned() else { return };
+        let Some(&first) = idxs.first() else { return };
+        let si = self.streams[first].source;
+        match self.streams[first].key.clone() {
+            StreamKey::Pod(pc) => {
+                let mut scan = discover::Scan::default();
+                discover::scan_container_dir(dir, &pc.namespace, &pc.pod, &pc.uid, &pc.container, &mut scan);
+                for (key, found) in scan.streams {
+                    self.reconcile(si, key, found);
+                }
+            }
+            StreamKey::File(_) => self.last_full_scan = None,
+        }
+    }
+
+    fn log_skips(&mut self, skipped: &[(PathBuf, String)]) {
+        for (p, why) in skipped {
+            if self.logged_skips.len() < 10_000 && self.logged_skips.insert(p.clone()) {
+                tracing::warn!(path = %p.display(), reason = %why, "skipping path");
+            }
+        }
+    }
+
+    fn stream_index(&mut self, si: usize, key: &StreamKey) -> usize {
+        if let Some(&i) = self.by_key.get(key) {
+            if !self.streams[i].removed {
+                return i;
+            }
+        }
+        let src = &self.params.sources[si];
+        let key_text: Arc<str> = key.as_text().into();
+        let (kubernetes, dataset, dir) = match key {
+            StreamKey::Pod(pc) => (
+                Some(kubernetes_fields(pc, &self.params.node, BTreeMap::new())),
+                "container".to_owned(),
+                pod_container_dir(&self.params.sources[si].kind, pc),
+            ),
+            StreamKey::File(p) => {
+                let dataset = match &src.kind {
+                    SourceKind::File { dataset, .. } => dataset.clone(),
+                    SourceKind::Kubernetes { .. } => src.id.clone(),
+                };
+                (None, dataset, p.clone())
+            }
+        };
+        let info = Arc::new(StreamInfo::new(
+            si,
+            key_text.clone(),
+            kubernetes,
+            self.params.cluster.clone(),
+            self.params.node.clone(),
+            dataset,
+        ));
+        let labels = StreamLabels { source: src.id.clone(), stream: key_text.to_string() };
+        let metrics = StreamMetrics {
+            lines: self.metrics.lines_read.get_or_create_owned(&labels),
+            bytes: self.metrics.bytes_read.get_or_create_owned(&labels),
+            lag_bytes: self.metrics.lag_bytes.get_or_create_owned(&labels),
+        };
+        let stream = Stream {
+            key: key.clone(),
+            info,
+            source: si,
+            segs: VecDeque::new(),
+            metas: VecDeque::new(),
+            next_serial: 0,
+            frontier: Pos { seg: 0, offset: 0 },
+            carry: Vec::new(),
+            carry_cut: false,
+            merger: Merger::new(src.merger.clone()),
+            next_seq: 0,
+            suppress_until: None,
+            finished_fps: VecDeque::new(),
+            finished_stamps: VecDeque::new(),
+            last_found: Vec::new(),
+            touched: false,
+            gone: false,
+            removed: false,
+            idle: false,
+            next_poll: Instant::now(),
+            last_acked_ts_ns: 0,
+            metrics,
+        };
+        let idx = self.streams.len();
+        self.streams.push(stream);
+        self.by_key.insert(key.clone(), idx);
+        self.by_dir.entry(dir).or_default().push(idx);
+        idx
+    }
+
+    fn reconcile(&mut self, si: usize, key: StreamKey, mut found: Vec<Found>) {
+        let fresh = !self.by_key.get(&key).is_some_and(|&i| !self.streams[i].removed);
+        let idx = self.stream_index(si, &key);
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut opened = 0i64;
+        {
+            let s = &mut self.streams[idx];
+            s.gone = false;
+            let had_live_identity: Option<(u64, u64)> = s
+                .segs
+                .iter()
+                .rev()
+                .find(|g| matches!(g.name, SegmentName::Live) && !g.rotated)
+                .map(|g| (g.dev, g.inode));
+            // First settle what is no longer live, and fingerprint what can be, so a gzip copy
+            // of a segment we hold is recognised by its content.
+            let live_now = found.iter().find(|f| matches!(f.name, SegmentName::Live)).map(|f| (f.dev, f.inode));
+            for g in s.segs.iter_mut() {
+                if matches!(g.name, SegmentName::Live) && Some((g.dev, g.inode)) != live_now {
+                    g.rotated = true;
+                }
+                if g.fp.is_none() {
+                    if let Some(SegReader::Plain(file)) = &g.reader {
+                        g.fp = fingerprint::of_file(file, g.rotated).ok().flatten();
+                    }
+                }
+            }
+            let mut live_seen = false;
+            for f in &found {
+                match &f.name {
+                    SegmentName::Live => {
+                        live_seen = true;
+                        if let Some(seg) =
+                            s.segs.iter_mut().find(|g| !g.gz && g.dev == f.dev && g.inode == f.inode)
+                        {
+                            seg.size_seen = seg.size_seen.max(f.size);
+                            continue;
+                        }
+                        // A new file at the live path: the previous live segment was rotated.
+                        for g in s.segs.iter_mut() {
+                            if matches!(g.name, SegmentName::Live) {
+                                g.rotated = true;
+                            }
+                        }
+                        if had_live_identity.is_some() || !fresh || !s.segs.is_empty() {
+                            self.metrics
+                                .rotations
+                                .get_or_create(&SourceLabels { source: self.params.sources[si].id.clone() })
+                                .inc();
+                        }
+                        if let Some(seg) = open_segment(s, f, false) {
+                            s.segs.push_back(seg);
+                            opened += 1;
+                        }
+                    }
+                    SegmentName::Rotated { stamp, gz } => {
+                        if let Some(seg) = s
+                            .segs
+                            .iter_mut()
+                            .find(|g| !g.gz && !*gz && g.dev == f.dev && g.inode == f.inode)
+                        {
+                            seg.name = f.name.clone();
+                            seg.rotated = true;
+                            seg.size_seen = seg.size_seen.max(f.size);
+                            continue;
+                        }
+                        if s.segs.iter().any(|g| g.stamp() == Some(stamp.as_str()))
+                            || s.finished_stamps.iter().any(|x| x == stamp)
+                        {
+                            continue;
+                        }
+                        let Some(seg) = open_segment(s, f, *gz) else { continue };
+                        if seg.fp.is_some_and(|fp| s.finished_fps.contains(&fp)) {
+                            continue;
+                        }
+                        // Same content already in the chain (e.g. gz of a plain we hold).
+                        if seg.fp.is_some() && s.segs.iter().any(|g| g.fp == seg.fp) {
+                            continue;
+                        }
+                        opened += 1;
+                        insert_in_order(s, seg, fresh);
+                    }
+                }
+            }
+            if !live_seen {
+                for g in s.segs.iter_mut() {
+                    if matches!(g.name, SegmentName::Live) {
+                        g.rotated = true;
+                    }
+                }
+            }
+            s.last_found = found;
+            s.idle = false;
+        }
+        self.open_files += opened;
+        self.metrics.open_files.set(self.open_files);
+        if fresh {
+            self.apply_checkpoint(idx);
+        }
+    }
+
+    /// Positions a new stream from its checkpoint, if it has one.
+    fn apply_checkpoint(&mut self, idx: usize) {
+        let key = self.streams[idx].info.key.to_string();
+        let Some(cp) = self.params.checkpoint.remove(&key) else { return };
+        let s = &mut self.streams[idx];
+        s.next_seq = cp.next_sequence;
+        s.finished_fps = cp.finished.iter().copied().collect();
+        // Segments already finished are dropped.
+        let before = s.segs.len();
+        s.segs.retain(|g| !g.fp.is_some_and(|fp| cp.finished.contains(&fp)));
+        let mut closed = (before - s.segs.len()) as i64;
+        // File sources: the checkpointed inode may have been renamed away from the path.
+        if let StreamKey::File(path) = s.key.clone() {
+            if !s.segs.iter().any(|g| g.dev == cp.resume.dev && g.inode == cp.resume.inode) {
+                if let Some(seg) = find_renamed(s, &path, &cp.resume) {
+                    s.segs.push_front(seg);
+                    closed -= 1;
+                    renumber(s);
+                }
+            }
+        }
+        let found = s.segs.iter().position(|g| {
+            g.fp == Some(cp.resume.fingerprint)
+                && (g.gz || (g.dev == cp.resume.dev && g.inode == cp.resume.inode) || g.rotated)
+        });
+        match found {
+            Some(pos) => {
+                for _ in 0..pos {
+                    s.segs.pop_front();
+                    closed += 1;
+                }
+                let valid = match s.segs.front() {
+                    Some(seg) => resume_valid(seg, &cp.resume),
+                    None => false,
+                };
+                if let Some(seg) = s.segs.front_mut() {
+                    if valid {
+                        if let Err(e) = seek_segment(seg, cp.resume.offset) {
+                            tracing::warn!(stream = %key, error = %e, "cannot resume segment, reading it from the start");
+                            seg.offset = 0;
+                        }
+                    } else {
+                        tracing::warn!(stream = %key, path = %seg.path.path, "checkpoint does not match the file's bytes (truncated or inode reused), reading it from the start");
+                    }
+                    let serial = seg.serial;
+                    s.frontier = Pos { seg: serial, offset: seg.offset };
+                    // Records ending at or before the acknowledged position are not sent again.
+                    let acked_serial = s
+                        .segs
+                        .iter()
+                        .find(|g| g.fp == Some(cp.acked.fingerprint))
+                        .map(|g| g.serial);
+                    if valid {
+                        if let Some(a) = acked_serial {
+                            s.suppress_until = Some(Pos { seg: a, offset: cp.acked.offset });
+                        }
+                    }
+                }
+            }
+            None => {
+                let lost = cp.resume.size_seen.saturating_sub(cp.resume.offset);
+                tracing::warn!(stream = %key, path = %cp.resume.path, bytes = lost, "checkpointed segment is gone: its unread bytes are lost");
+                self.metrics.lost("deleted_before_read", lost);
+            }
+        }
+        self.open_files -= closed;
+        self.metrics.open_files.set(self.open_files);
+    }
+
+    // ---- reading -------------------------------------------------------------------------------
+
+    /// Reads up to one chunk budget from a stream; returns bytes read.
+    fn read_stream(&mut self, idx: usize) -> usize {
+        let budget = self.params.pipeline.read_chunk_bytes.max(4096);
+        let mut total = 0usize;
+        let now_ms = self.now_ms();
+        while total < budget {
+            let s = &mut self.streams[idx];
+            let Some(seg) = s.segs.front_mut() else { break };
+            if seg.fp.is_none() {
+                match &seg.reader {
+                    Some(SegReader::Plain(f)) => match fingerprint::of_file(f, seg.rotated) {
+                        Ok(Some(fp)) => seg.fp = Some(fp),
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(path = %seg.path.path, error = %e, "cannot read segment head");
+                            break;
+                        }
+                    },
+                    // Gzip and closed segments are final: an empty one has the empty fingerprint.
+                    _ => seg.fp = Some(fingerprint::hash(b"")),
+                }
+            }
+            let n = match read_segment(seg, &mut self.scratch) {
+                Ok(n) => n,
+                Err(e) => {
+                    let lost = seg.size_seen.saturating_sub(seg.offset);
+                    tracing::warn!(path = %seg.path.path, error = %e, bytes = lost, "segment unreadable, skipping the rest of it");
+                    self.metrics.lost(if seg.gz { "gzip_corrupt" } else { "read_error" }, lost);
+                    seg.rotated = true;
+                    seg.reader = None;
+                    0
+                }
+            };
+            if n > 0 {
+                let start = seg.offset;
+                seg.offset += n as u64;
+                seg.size_seen = seg.size_seen.max(seg.offset);
+                seg.eof_since = None;
+                let serial = seg.serial;
+                total += n;
+                s.metrics.bytes.inc_by(n as u64);
+                let read_ns = now_ns();
+                let (data, rest) = self.scratch.split_at(n);
+                let _ = rest;
+                let lines = process_chunk(
+                    s,
+                    data,
+                    start,
+                    serial,
+                    &self.params.sources[s.source],
+                    now_ms,
+                    read_ns,
+                    &mut self.records,
+                );
+                s.metrics.lines.inc_by(lines);
+                s.touched = true;
+                self.emit(idx);
+                continue;
+            }
+            // End of what is there.
+            if !self.at_eof(idx) {
+                break;
+            }
+        }
+        let s = &mut self.streams[idx];
+        if total == 0 {
+            s.idle = true;
+            s.next_poll = Instant::now() + IDLE_POLL;
+            self.check_truncation(idx, false);
+        }
+        self.update_lag(idx);
+        total
+    }
+
+    /// Called when the front segment returned no bytes. Returns true when the stream moved on
+    /// to the next segment (so reading continues).
+    fn at_eof(&mut self, idx: usize) -> bool {
+        let s = &mut self.streams[idx];
+        let has_next = s.segs.len() > 1;
+        let Some(seg) = s.segs.front_mut() else { return false };
+        if !seg.rotated {
+            return false;
+        }
+        // A late write after the rename: re-check the size through the descriptor.
+        if let Some(SegReader::Plain(f)) = &seg.reader {
+            if let Ok(m) = f.metadata() {
+                if m.len() > seg.offset {
+                    return true;
+                }
+            }
+        }
+        // Without a successor the writer may not have switched files yet: wait for one (or for
+        // the stream to be gone). File sources (logrotate `create`) may write to the old file
+        // after the new one exists until the application reopens: give them a grace period.
+        if !has_next && !s.gone {
+            return false;
+        }
+        let since = *seg.eof_since.get_or_insert_with(Instant::now);
+        let file_source = matches!(s.key, StreamKey::File(_));
+        if (!has_next || file_source) && since.elapsed() < ROTATED_GRACE {
+            return false;
+        }
+        self.finish_segment(idx);
+        true
+    }
+
+    fn finish_segment(&mut self, idx: usize) {
+        let now_ms = self.now_ms();
+        let read_ns = now_ns();
+        let s = &mut self.streams[idx];
+        let Some(seg) = s.segs.pop_front() else { return };
+        let end = Pos { seg: seg.serial, offset: seg.offset };
+        // The final line of a finished segment may lack its newline.
+        if !s.carry.is_empty() || s.carry_cut {
+            let carry = std::mem::take(&mut s.carry);
+            let cut = std::mem::take(&mut s.carry_cut);
+            let line = RawLine { bytes: &carry, start: s.frontier, end, cut };
+            s.merger.push(line, now_ms, read_ns, &mut self.records);
+            s.metrics.lines.inc();
+        }
+        s.frontier = end;
+        let fp = seg.fp.unwrap_or(0);
+        s.metas.push_back(SegMeta {
+            serial: seg.serial,
+            fp,
+            dev: seg.dev,
+            inode: seg.inode,
+            path: seg.path.clone(),
+            size_seen: seg.size_seen,
+        });
+        if s.finished_fps.len() >= FINISHED_MEMORY {
+            s.finished_fps.pop_front();
+        }
+        s.finished_fps.push_back(fp);
+        if let Some(stamp) = seg.stamp() {
+            if s.finished_stamps.len() >= FINISHED_MEMORY {
+                s.finished_stamps.pop_front();
+            }
+            s.finished_stamps.push_back(stamp.to_owned());
+        }
+        if let Some(next) = s.segs.front() {
+            s.frontier = Pos { seg: next.serial, offset: next.offset };
+        }
+        s.touched = true;
+        if seg.reader.is_some() {
+            self.open_files -= 1;
+            self.metrics.open_files.set(self.open_files);
+        }
+        drop(seg);
+        self.emit(idx);
+        prune_metas(&mut self.streams[idx]);
+    }
+
+    /// copytruncate and content replaced under the same inode: the live segment shrank, or its
+    /// head no longer matches its fingerprint.
+    fn check_truncation(&mut self, idx: usize, check_head: bool) {
+        let s = &mut self.streams[idx];
+        let Some(seg) = s.segs.front() else { return };
+        if seg.rotated || seg.gz {
+            return;
+        }
+        let Some(SegReader::Plain(f)) = &seg.reader else { return };
+        let Ok(meta) = f.metadata() else { return };
+        let shrunk = meta.len() < seg.offset;
+        let replaced = check_head
+            && !shrunk
+            && seg.fp.is_some()
+            && fingerprint::of_file(f, false).ok().flatten().is_some_and(|fp| Some(fp) != seg.fp);
+        if !shrunk && !replaced {
+            return;
+        }
+        let fp = seg.fp;
+        let (dev, inode) = (seg.dev, seg.inode);
+        // The copy may not have been seen by a scan yet: look now.
+        if let StreamKey::Pod(pc) = &s.key {
+            if let SourceKind::Kubernetes { pods_dir } = &self.params.sources[s.source].kind {
+                let dir = pods_dir.join(format!("{}_{}_{}", pc.namespace, pc.pod, pc.uid)).join(&pc.container);
+                let mut scan = discover::Scan::default();
+                discover::scan_container_dir(&dir, &pc.namespace, &pc.pod, &pc.uid, &pc.container, &mut scan);
+                if let Some(found) = scan.streams.remove(&s.key) {
+                    s.last_found = found;
+                }
+            }
+        }
+        // The copy of copytruncate carries the same first line under another inode.
+        let copy = s
+            .last_found
+            .iter()
+            .filter(|f| !(f.dev == dev && f.inode == inode))
+            .filter(|f| !matches!(f.name, SegmentName::Rotated { gz: true, .. }))
+            .find_map(|f| {
+                let file = File::open(&f.path).ok()?;
+                let cfp = fingerprint::of_file(&file, true).ok().flatten()?;
+                (Some(cfp) == fp).then_some((file, f.clone()))
+            });
+        let Some(seg) = s.segs.front_mut() else { return };
+        match copy {
+            Some((file, f)) => {
+                tracing::info!(path = %seg.path.path, copy = %f.path.display(), "copytruncate: reading the rest from the copy");
+                // Same serial and fingerprint: records keep their ids.
+                let truncated = Segment {
+                    serial: 0,
+                    dev,
+                    inode,
+                    fp: None,
+                    path: seg.path.clone(),
+                    name: SegmentName::Live,
+                    reader: seg.reader.take(),
+                    offset: 0,
+                    rotated: false,
+                    gz: false,
+                    size_seen: meta.len(),
+                    eof_since: None,
+                };
+                seg.reader = Some(SegReader::Plain(file));
+                seg.dev = f.dev;
+                seg.inode = f.inode;
+                seg.name = f.name.clone();
+                seg.rotated = true;
+                let mut truncated = truncated;
+                truncated.serial = s.next_serial;
+                s.next_serial += 1;
+                s.segs.insert(1, truncated);
+                self.open_files += 1;
+            }
+            None => {
+                let lost = seg.size_seen.saturating_sub(seg.offset);
+                tracing::warn!(path = %seg.path.path, bytes = lost, "file truncated in place (copytruncate) and no copy found");
+                self.metrics.lost("truncated", lost);
+                // What was read is finished: a copy showing up later is not read again.
+                if let Some(fp) = seg.fp {
+                    if s.finished_fps.len() >= FINISHED_MEMORY {
+                        s.finished_fps.pop_front();
+                    }
+                    s.finished_fps.push_back(fp);
+                }
+                // The rest is a new segment from offset 0.
+                seg.serial = s.next_serial;
+                s.next_serial += 1;
+                seg.offset = 0;
+                seg.fp = None;
+                seg.size_seen = meta.len();
+                s.carry.clear();
+                s.carry_cut = false;
+                s.frontier = Pos { seg: seg.serial, offset: 0 };
+                s.touched = true;
+            }
+        }
+        s.idle = false;
+    }
+
+    fn flush_timeouts(&mut self) {
+        let now_ms = self.now_ms();
+        for idx in 0..self.streams.len() {
+            let s = &mut self.streams[idx];
+            if s.merger.next_deadline().is_some_and(|d| d <= now_ms) {
+                s.merger.flush_expired(now_ms, &mut self.records);
+                if !self.records.is_empty() {
+                    s.touched = true;
+                    self.emit(idx);
+                }
+            }
+        }
+    }
+
+    /// Streams whose files are gone and whose segments are all read end with a Remove mark.
+    fn end_streams(&mut self) {
+        for idx in 0..self.streams.len() {
+            let s = &mut self.streams[idx];
+            if s.removed || !s.gone || !s.segs.is_empty() {
+                continue;
+            }
+            // Pending partials of a stream that ended will never complete.
+            s.merger.flush_all(&mut self.records);
+            self.emit(idx);
+            let s = &mut self.streams[idx];
+            s.removed = true;
+            s.metrics.lag_bytes.set(0);
+            if !self.batch.events.is_empty() || s.touched {
+                let mark = snapshot(s);
+                self.batch.marks.push(Mark::Advance { stream: s.info.key.clone(), checkpoint: mark });
+            }
+            s.touched = false;
+            self.batch.marks.push(Mark::Remove { stream: s.info.key.clone() });
+            self.batch_started.get_or_insert_with(Instant::now);
+            self.by_key.remove(&s.key);
+        }
+    }
+
+    /// Turns merged records into events of the current batch.
+    fn emit(&mut self, idx: usize) {
+        if self.records.is_empty() {
+            return;
+        }
+        let s = &mut self.streams[idx];
+        let src = &self.params.sources[s.source];
+        let stats_before = s.merger.stats();
+        let _ = stats_before;
+        for rec in self.records.drain(..) {
+            if let Some(limit) = s.suppress_until {
+                if rec.end <= limit {
+                    self.metrics
+                        .replayed_suppressed
+                        .get_or_create(&SourceLabels { source: src.id.clone() })
+                        .inc();
+                    continue;
+                }
+            }
+            let (fp, path) = seg_identity(s, rec.start.seg);
+            let id = event_id(&self.params.cluster, &self.params.node, &s.info.key, fp, rec.start.offset);
+            self.batch.bytes += rec.message.len();
+            self.batch.events.push(Event {
+                stream: s.info.clone(),
+                path,
+                timestamp_ns: rec.timestamp_ns,
+                std: rec.stream,
+                message: rec.message,
+                level: rec.level,
+                flags: rec.flags,
+                offset: rec.start.offset,
+                sequence: s.next_seq,
+                id,
+            });
+            s.last_acked_ts_ns = rec.timestamp_ns;
+            s.next_seq += 1;
+        }
+        if s.suppress_until.is_some_and(|l| s.frontier > l) {
+            s.suppress_until = None;
+        }
+        s.touched = true;
+        self.batch_started.get_or_insert_with(Instant::now);
+    }
+
+    fn batch_full(&self) -> bool {
+        self.batch.events.len() >= self.params.pipeline.batch_max_records
+            || self.batch.bytes >= self.params.pipeline.batch_max_bytes
+    }
+
+    fn mark_all_touched(&mut self) {
+        for s in &mut self.streams {
+            if !s.removed && (!s.segs.is_empty() || !s.metas.is_empty()) {
+                s.touched = true;
+            }
+        }
+    }
+
+    /// Cuts the current batch (with a mark for every touched stream) and sends it.
+    fn cut_and_send(&mut self, out: &mut dyn BatchOut) -> bool {
+        for s in &mut self.streams {
+            if s.touched && !s.removed {
+                let checkpoint = snapshot(s);
+                self.batch.marks.push(Mark::Advance { stream: s.info.key.clone(), checkpoint });
+                s.touched = false;
+            }
+        }
+        self.batch_started = None;
+        if self.batch.events.is_empty() && self.batch.marks.is_empty() {
+            return true;
+        }
+        self.publish_merge_stats();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.id = self.next_batch_id;
+        self.next_batch_id += 1;
+        out.send(batch)
+    }
+
+    fn publish_merge_stats(&mut self) {
+        // Merge statistics are cumulative per merger; publish the deltas per source.
+        let mut per_source: HashMap<usize, nevermore_parse::MergeStats> = HashMap::new();
+        for s in &mut self.streams {
+            let st = s.merger.stats();
+            let e = per_source.entry(s.source).or_default();
+            e.partials_merged += st.partials_merged;
+            e.multiline_merged += st.multiline_merged;
+            e.truncated += st.truncated;
+            e.invalid_lines += st.invalid_lines;
+            e.unterminated += st.unterminated;
+        }
+        for (si, st) in per_source {
+            let labels = SourceLabels { source: self.params.sources[si].id.clone() };
+            set_counter(&self.metrics.partials_merged.get_or_create_owned(&labels), st.partials_merged);
+            set_counter(&self.metrics.multiline_merged.get_or_create_owned(&labels), st.multiline_merged);
+            set_counter(&self.metrics.truncated.get_or_create_owned(&labels), st.truncated);
+            set_counter(&self.metrics.invalid_lines.get_or_create_owned(&labels), st.invalid_lines);
+            set_counter(&self.metrics.unterminated.get_or_create_owned(&labels), st.unterminated);
+        }
+    }
+
+    fn update_lag(&mut self, idx: usize) {
+        let s = &self.streams[idx];
+        let lag: u64 = s.segs.iter().map(|g| g.size_seen.saturating_sub(g.offset)).sum();
+        s.metrics.lag_bytes.set(lag as i64);
+        let labels = StreamLabels { source: self.params.sources[s.source].id.clone(), stream: s.info.key.to_string() };
+        if lag > 0 && s.last_acked_ts_ns > 0 {
+            let age = (now_ns() - s.last_acked_ts_ns).max(0) as f64 / 1e9;
+            self.metrics.lag_seconds.get_or_create(&labels).set(age);
+        }
+    }
+}
+
+/// Counters in a family are monotonic: raise to the merger's cumulative total.
+fn set_counter(c: &Counter, total: u64) {
+    let cur = c.get();
+    if total > cur {
+        c.inc_by(total - cur);
+    }
+}
+
+fn pod_container_dir(kind: &SourceKind, pc: &PodContainer) -> PathBuf {
+    match kind {
+        SourceKind::Kubernetes { pods_dir } => pods_dir
+            .join(format!("{}_{}_{}", pc.namespace, pc.pod, pc.uid))
+            .join(&pc.container),
+        SourceKind::File { .. } => PathBuf::new(),
+    }
+}
+
+fn open_segment(s: &mut Stream, f: &Found, gz: bool) -> Option<Segment> {
+    let file = match File::open(&f.path) {
+        Ok(file) => file,
+        Err(e) => {
+            tracing::warn!(path = %f.path.display(), error = %e, "cannot open log file");
+            return None;
+        }
+    };
+    // The name may now point at another file: identity is what we opened.
+    let meta = file.metadata().ok()?;
+    let (fp, reader) = if gz {
+        let fp = fingerprint::of_gz(&file).ok().flatten();
+        (fp, SegReader::Gz(Box::new(MultiGzDecoder::new(file))))
+    } else {
+        let rotated = matches!(f.name, SegmentName::Rotated { .. });
+        let fp = fingerprint::of_file(&file, rotated).ok().flatten();
+        (fp, SegReader::Plain(file))
+    };
+    let serial = s.next_serial;
+    s.next_serial += 1;
+    Some(Segment {
+        serial,
+        dev: meta.dev(),
+        inode: meta.ino(),
+        fp,
+        path: Arc::new(SegmentPath::new(f.path.to_string_lossy().into_owned())),
+        name: f.name.clone(),
+        reader: Some(reader),
+        offset: 0,
+        rotated: gz || matches!(f.name, SegmentName::Rotated { .. }),
+        gz,
+        size_seen: if gz { 0 } else { meta.len() },
+        eof_since: None,
+    })
+}
+
+/// Inserts an unknown rotated segment at its place by name, never before the segment being read
+/// (unless the stream is new), and renumbers serials so they stay in chain order.
+fn insert_in_order(s: &mut Stream, seg: Segment, fresh: bool) {
+    let min = if fresh || !front_started(s) { 0 } else { 1 };
+    let mut at = s.segs.len();
+    for (i, g) in s.segs.iter().enumerate().skip(min) {
+        if seg.name < g.name {
+            at = i;
+            break;
+        }
+    }
+    s.segs.insert(at, seg);
+    renumber(s);
+}
+
+/// Whether positions may point into the front segment (it was started, or merge state refers to
+/// it): then its serial is fixed.
+fn front_started(s: &Stream) -> bool {
+    s.segs.front().is_some_and(|f| {
+        f.offset > 0
+            || !s.carry.is_empty()
+            || s.carry_cut
+            || s.merger.oldest_pending().is_some_and(|p| p.seg == f.serial)
+    })
+}
+
+/// Serials must follow chain order: segments nothing points into yet get fresh serials, which
+/// are larger than any serial handed out before.
+fn renumber(s: &mut Stream) {
+    let keep_front = front_started(s);
+    for (i, g) in s.segs.iter_mut().enumerate() {
+        if i == 0 && keep_front {
+            continue;
+        }
+        g.serial = s.next_serial;
+        s.next_serial += 1;
+    }
+    if !keep_front {
+        if let Some(front) = s.segs.front() {
+            s.frontier = Pos { seg: front.serial, offset: front.offset };
+        }
+    }
+}
+
+fn find_renamed(s: &mut Stream, path: &Path, pos: &SegmentPos) -> Option<Segment> {
+    let dir = path.parent()?;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_file() && m.dev() == pos.dev && m.ino() == pos.inode {
+            let f = Found {
+                path: e.path(),
+                name: SegmentName::Rotated { stamp: String::new(), gz: false },
+                dev: m.dev(),
+                inode: m.ino(),
+                size: m.len(),
+            };
+            let mut seg = open_segment(s, &f, false)?;
+            seg.name = SegmentName::Rotated { stamp: String::new(), gz: false };
+            if seg.fp == Some(pos.fingerprint) {
+                return Some(seg);
+            }
+        }
+    }
+    None
+}
+
+fn resume_valid(seg: &Segment, pos: &SegmentPos) -> bool {
+    if pos.before_hash == 0 || pos.offset == 0 {
+        return true;
+    }
+    match &seg.reader {
+        Some(SegReader::Plain(f)) => fingerprint::before(f, pos.offset).ok() == Some(pos.before_hash),
+        // Gzip segments are validated by their fingerprint only.
+        _ => true,
+    }
+}
+
+fn seek_segment(seg: &mut Segment, offset: u64) -> io::Result<()> {
+    match &mut seg.reader {
+        Some(SegReader::Plain(_)) => seg.offset = offset,
+        Some(SegReader::Gz(dec)) => {
+            let skipped = io::copy(&mut (&mut **dec).take(offset), &mut io::sink())?;
+            if skipped < offset {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "gzip segment shorter than checkpoint"));
+            }
+            seg.offset = offset;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+fn read_segment(seg: &mut Segment, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        let r = match &mut seg.reader {
+            Some(SegReader::Plain(f)) => f.read_at(buf, seg.offset),
+            Some(SegReader::Gz(d)) => d.read(buf),
+            None => Ok(0),
+        };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Splits a chunk into lines and feeds them to the merger. Returns the number of lines.
+#[allow(clippy::too_many_arguments)]
+fn process_chunk(
+    s: &mut Stream,
+    data: &[u8],
+    chunk_start: u64,
+    serial: u64,
+    src: &SourceRuntime,
+    now_ms: u64,
+    read_ns: i64,
+    out: &mut Vec<Record<Pos>>,
+) -> u64 {
+    let max = src.max_line_bytes;
+    let mut lines = 0;
+    let mut pos = 0usize;
+    while pos < data.len() {
+        match memchr::memchr(b'\n', &data[pos..]) {
+            Some(i) => {
+                let end_idx = pos + i;
+                let end = Pos { seg: serial, offset: chunk_start + end_idx as u64 + 1 };
+                let start = s.frontier;
+                if s.carry.is_empty() && !s.carry_cut {
+                    let bytes = &data[pos..end_idx];
+                    let cut = bytes.len() > max;
+                    let bytes = if cut { &bytes[..max] } else { bytes };
+                    s.merger.push(RawLine { bytes, start, end, cut }, now_ms, read_ns, out);
+                } else {
+                    append_bounded(&mut s.carry, &mut s.carry_cut, &data[pos..end_idx], max);
+                    let carry = std::mem::take(&mut s.carry);
+                    let cut = std::mem::take(&mut s.carry_cut);
+                    s.merger.push(RawLine { bytes: &carry, start, end, cut }, now_ms, read_ns, out);
+                    s.carry = carry;
+                    s.carry.clear();
+                }
+                s.frontier = end;
+                lines += 1;
+                pos = end_idx + 1;
+            }
+            None => {
+                append_bounded(&mut s.carry, &mut s.carry_cut, &data[pos..], max);
+                break;
+            }
+        }
+    }
+    lines
+}
+
+fn append_bounded(carry: &mut Vec<u8>, cut: &mut bool, bytes: &[u8], max: usize) {
+    let room = max.saturating_sub(carry.len());
+    if bytes.len() > room {
+        *cut = true;
+    }
+    carry.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+fn seg_identity(s: &Stream, serial: u64) -> (u64, Arc<SegmentPath>) {
+    if let Some(g) = s.segs.iter().find(|g| g.serial == serial) {
+        return (g.fp.unwrap_or(0), g.path.clone());
+    }
+    if let Some(m) = s.metas.iter().find(|m| m.serial == serial) {
+        return (m.fp, m.path.clone());
+    }
+    (0, Arc::new(SegmentPath::new(String::new())))
+}
+
+fn seg_pos(s: &Stream, p: Pos) -> SegmentPos {
+    if let Some(g) = s.segs.iter().find(|g| g.serial == p.seg) {
+        let before_hash = match &g.reader {
+            Some(SegReader::Plain(f)) => fingerprint::before(f, p.offset).unwrap_or(0),
+            _ => 0,
+        };
+        return SegmentPos {
+            fingerprint: g.fp.unwrap_or(0),
+            dev: g.dev,
+            inode: g.inode,
+            offset: p.offset,
+            before_hash,
+            path: g.path.path.clone(),
+            size_seen: g.size_seen,
+        };
+    }
+    if let Some(m) = s.metas.iter().find(|m| m.serial == p.seg) {
+        return SegmentPos {
+            fingerprint: m.fp,
+            dev: m.dev,
+            inode: m.inode,
+            offset: p.offset,
+            before_hash: 0,
+            path: m.path.path.clone(),
+            size_seen: m.size_seen,
+        };
+    }
+    SegmentPos {
+        fingerprint: 0,
+        dev: 0,
+        inode: 0,
+        offset: p.offset,
+        before_hash: 0,
+        path: String::new(),
+        size_seen: 0,
+    }
+}
+
+/// The checkpoint of a stream as of now: resume at the oldest unfinished record, acknowledge
+/// up to the frontier.
+fn snapshot(s: &Stream) -> StreamCheckpoint {
+    let resume = s.merger.oldest_pending().map_or(s.frontier, |p| p.min(s.frontier));
+    StreamCheckpoint {
+        resume: seg_pos(s, resume),
+        acked: seg_pos(s, s.frontier),
+        next_sequence: s.next_seq,
+        finished: s.finished_fps.iter().copied().collect(),
+    }
+}
+
+fn prune_metas(s: &mut Stream) {
+    let oldest = s.merger.oldest_pending().map_or(s.frontier.seg, |p| p.seg.min(s.frontier.seg));
+    while s.metas.front().is_some_and(|m| m.serial < oldest) {
+        s.metas.pop_front();
+    }
+}

@@ -1,0 +1,390 @@
+//! The collector against real files: kubelet-style rotation (rename, new file, gzip of the
+//! previous segment, deletion of the oldest), copytruncate, restarts from the checkpoint, and a
+//! failing sink. Every line must arrive exactly once and in order per stream.
+#![allow(clippy::unwrap_used)]
+
+use flate2::write::GzEncoder;
+use nevermore_collector::config::{
+    CollectorConfig, LineFormat, ParseConfig, PipelineConfig, SinkConfig, SinkKind, SourceConfig,
+    SourceKind, TelemetryConfig,
+};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A container log written the way kubelet and the container runtime do it.
+struct KubeletWriter {
+    dir: PathBuf,
+    stream_tag: String,
+    next: u64,
+    rotations: u64,
+    file: File,
+    /// A CRI `P` chunk is pending: the next line finishes it.
+    open_partial: bool,
+}
+
+impl KubeletWriter {
+    fn new(pods: &Path, pod: &str, container: &str) -> Self {
+        let dir = pods.join(format!("ns_{pod}_uid-{pod}")).join(container);
+        fs::create_dir_all(&dir).unwrap();
+        let file = OpenOptions::new().create(true).append(true).open(dir.join("0.log")).unwrap();
+        KubeletWriter { dir, stream_tag: format!("{pod}/{container}"), next: 0, rotations: 0, file, open_partial: false }
+    }
+
+    fn line(&mut self, partial_split: bool) {
+        let msg = format!("{} seq={:08}", self.stream_tag, self.next);
+        let ts = format!("2026-11-26T10:00:{:02}.{:09}Z", (self.next / 1_000_000_000) % 60, self.next % 1_000_000_000);
+        if partial_split {
+            let (a, b) = msg.split_at(msg.len() / 2);
+            write!(self.file, "{ts} stdout P {a}\n").unwrap();
+            self.open_partial = true;
+            write!(self.file, "{ts} stdout F {b}\n").unwrap();
+            self.open_partial = false;
+        } else {
+            write!(self.file, "{ts} stdout F {msg}\n").unwrap();
+        }
+        self.next += 1;
+    }
+
+    fn write(&mut self, n: usize, partial_every: usize) {
+        for i in 0..n {
+            self.line(partial_every > 0 && i % partial_every == 0);
+        }
+        self.file.flush().unwrap();
+    }
+
+    /// rename 0.log → 0.log.<stamp>, create a new 0.log; gzip the previous rotated segment;
+    /// keep at most `keep` files.
+    fn rotate(&mut self, keep: usize) {
+        self.rotations += 1;
+        let stamp = format!("20261126-{:06}", self.rotations);
+        fs::rename(self.dir.join("0.log"), self.dir.join(format!("0.log.{stamp}"))).unwrap();
+        self.file = OpenOptions::new().create(true).append(true).open(self.dir.join("0.log")).unwrap();
+        self.gzip_previous();
+        self.prune(keep);
+    }
+
+    fn rotated(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("0.log."))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn gzip_previous(&mut self) {
+        let plain: Vec<PathBuf> = self.rotated().into_iter().filter(|p| p.extension().is_none_or(|e| e != "gz")).collect();
+        // All but the newest rotated plain segment get compressed.
+        if plain.len() < 2 {
+            return;
+        }
+        for p in &plain[..plain.len() - 1] {
+            let bytes = fs::read(p).unwrap();
+            let gz = PathBuf::from(format!("{}.gz", p.display()));
+            let tmp = PathBuf::from(format!("{}.tmp", gz.display()));
+            let mut enc = GzEncoder::new(File::create(&tmp).unwrap(), flate2::Compression::fast());
+            enc.write_all(&bytes).unwrap();
+            enc.finish().unwrap();
+            fs::rename(&tmp, &gz).unwrap();
+            fs::remove_file(p).unwrap();
+        }
+    }
+
+    fn prune(&mut self, keep: usize) {
+        let rotated = self.rotated();
+        if rotated.len() + 1 > keep {
+            for p in &rotated[..rotated.len() + 1 - keep] {
+                fs::remove_file(p).unwrap();
+            }
+        }
+    }
+
+    fn copytruncate(&mut self) {
+        self.rotations += 1;
+        let stamp = format!("20261126-{:06}", self.rotations);
+        fs::copy(self.dir.join("0.log"), self.dir.join(format!("0.log.{stamp}"))).unwrap();
+        self.file.set_len(0).unwrap();
+    }
+}
+
+fn config(root: &Path, out: &Path) -> CollectorConfig {
+    CollectorConfig {
+        node_name: "node-a".into(),
+        cluster: "test".into(),
+        data_dir: root.join("data"),
+        sources: vec![SourceConfig {
+            id: "pods".into(),
+            kind: SourceKind::Kubernetes { pods_dir: root.join("pods") },
+            parse: ParseConfig {
+                format: LineFormat::Container,
+                max_record_bytes: 1 << 20,
+                partial_timeout: Duration::from_secs(5),
+                multiline: None,
+                json_level: true,
+            },
+        }],
+        sinks: vec![SinkConfig { id: "out".into(), inputs: vec!["pods".into()], kind: SinkKind::File { path: out.to_owned() } }],
+        telemetry: TelemetryConfig { listen: None },
+        pipeline: PipelineConfig {
+            batch_timeout: Duration::from_millis(20),
+            scan_interval: Duration::from_millis(300),
+            checkpoint_interval: Duration::from_millis(50),
+            batch_max_records: 256,
+            ..PipelineConfig::default()
+        },
+    }
+}
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start(cfg: CollectorConfig) -> Running {
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        nevermore_collector::run(cfg, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running { stop, task }
+}
+
+async fn stop(r: Running) {
+    let _ = r.stop.send(());
+    r.task.await.unwrap();
+}
+
+/// stream tag → sequence numbers in delivery order; also checks event.sequence per stream.
+fn delivered(out: &Path) -> BTreeMap<String, Vec<u64>> {
+    let mut m: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let Ok(text) = fs::read_to_string(out) else { return m };
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let msg = v["message"].as_str().unwrap();
+        let (tag, seq) = msg.split_once(" seq=").unwrap();
+        m.entry(tag.to_owned()).or_default().push(seq.parse().unwrap());
+        seqs.entry(tag.to_owned()).or_default().push(v["event"]["sequence"].as_u64().unwrap());
+    }
+    for (tag, s) in &seqs {
+        for (i, w) in s.iter().enumerate() {
+            assert_eq!(*w, i as u64, "event.sequence of {tag} has a gap or duplicate at {i}");
+        }
+    }
+    m
+}
+
+async fn wait_all(out: &Path, writers: &[&KubeletWriter]) -> BTreeMap<String, Vec<u64>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = delivered(out);
+        let done = writers.iter().all(|w| d.get(&w.stream_tag).map_or(0, Vec::len) as u64 >= w.next);
+        if done || Instant::now() > deadline {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_exact(d: &BTreeMap<String, Vec<u64>>, w: &KubeletWriter) {
+    let got = d.get(&w.stream_tag).cloned().unwrap_or_default();
+    let want: Vec<u64> = (0..w.next).collect();
+    if got != want {
+        let first_bad = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{}: got {} records, want {}; first difference at index {first_bad}: got {:?} want {:?}",
+            w.stream_tag,
+            got.len(),
+            want.len(),
+            got.get(first_bad),
+            want.get(first_bad)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_gzip_and_restart_deliver_every_line_once_in_order() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out.ndjson");
+    let pods = root.path().join("pods");
+    let mut a = KubeletWriter::new(&pods, "a", "app");
+    let mut b = KubeletWriter::new(&pods, "b", "app");
+    a.write(500, 7);
+    b.write(100, 0);
+    let r = start(config(root.path(), &out));
+    for _ in 0..6 {
+        a.write(300, 5);
+        a.rotate(4);
+        b.write(50, 0);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_exact(&wait_all(&out, &[&a, &b]).await, &a);
+    stop(r).await;
+
+    // While stopped: more lines, two rotations (the first rotated segment gets gzipped).
+    a.write(200, 3);
+    a.rotate(10);
+    a.write(200, 0);
+    a.rotate(10);
+    a.write(100, 0);
+    b.write(10, 0);
+    let r = start(config(root.path(), &out));
+    let d = wait_all(&out, &[&a, &b]).await;
+    stop(r).await;
+    assert_exact(&d, &a);
+    assert_exact(&d, &b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_line_at_restart_is_completed_not_duplicated() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out.ndjson");
+    let pods = root.path().join("pods");
+    let mut a = KubeletWriter::new(&pods, "a", "app");
+    a.write(10, 0);
+    // An unfinished P chunk is in the file when the collector stops.
+    write!(a.file, "2026-11-26T10:00:00.000000001Z stdout P a/app se\n").unwrap();
+    write!(a.file, "2026-11-26T10:00:00.000000001Z stderr F interleaved\n").unwrap();
+    a.file.flush().unwrap();
+    let r = start(config(root.path(), &out));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop(r).await;
+    // The final chunk arrives in the next segment, after a rotation.
+    a.rotate(5);
+    write!(a.file, "2026-11-26T10:00:00.000000002Z stdout F q=00000010\n").unwrap();
+    a.next += 1;
+    a.write(5, 0);
+    let r = start(config(root.path(), &out));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop(r).await;
+    let text = fs::read_to_string(&out).unwrap();
+    assert_eq!(text.matches("interleaved").count(), 1, "{text}");
+    let d = delivered_filtered(&out);
+    assert_eq!(d, (0..16).collect::<Vec<_>>());
+}
+
+fn delivered_filtered(out: &Path) -> Vec<u64> {
+    fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["message"].as_str().unwrap().split_once(" seq=").map(|(_, s)| s.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_reads_the_rest_from_the_copy() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out.ndjson");
+    let pods = root.path().join("pods");
+    let mut a = KubeletWriter::new(&pods, "a", "app");
+    a.write(100, 0);
+    let r = start(config(root.path(), &out));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        a.write(100, 0);
+        a.copytruncate();
+        a.write(50, 0);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let d = wait_all(&out, &[&a]).await;
+    stop(r).await;
+    assert_exact(&d, &a);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(usize),
+    WritePartial(usize),
+    Rotate,
+    Restart,
+    Pause(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1usize..200).prop_map(Op::Write),
+        2 => (1usize..100).prop_map(Op::WritePartial),
+        2 => Just(Op::Rotate),
+        1 => Just(Op::Restart),
+        1 => (0u64..100).prop_map(Op::Pause),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    /// A model test: random writes, partial lines, rotations (with gzip and pruning) and
+    /// restarts; the model is "every written line, once, in order".
+    #[test]
+    fn model_random_operations(ops in proptest::collection::vec(op(), 1..25)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let root = tempfile::tempdir().unwrap();
+            let out = root.path().join("out.ndjson");
+            let pods = root.path().join("pods");
+            let mut a = KubeletWriter::new(&pods, "a", "app");
+            let mut r = Some(start(config(root.path(), &out)));
+            for op in ops {
+                match op {
+                    Op::Write(n) => a.write(n, 0),
+                    Op::WritePartial(n) => a.write(n, 2),
+                    Op::Rotate => a.rotate(100),
+                    Op::Restart => {
+                        if let Some(run) = r.take() { stop(run).await; }
+                        r = Some(start(config(root.path(), &out)));
+                    }
+                    Op::Pause(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                }
+            }
+            let d = wait_all(&out, &[&a]).await;
+            if let Some(run) = r.take() { stop(run).await; }
+            assert_exact(&d, &a);
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_restart_right_after_rotation() {
+    for _ in 0..20 {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("out.ndjson");
+        let pods = root.path().join("pods");
+        let mut a = KubeletWriter::new(&pods, "a", "app");
+        let r = start(config(root.path(), &out));
+        a.write(59, 0);
+        a.write(146, 0);
+        a.write(28, 0);
+        a.write(44, 0);
+        a.rotate(100);
+        stop(r).await;
+        let cp = fs::read_to_string(root.path().join("data/checkpoints.json")).unwrap_or_default();
+        let r = start(config(root.path(), &out));
+        a.write(138, 0);
+        a.rotate(100);
+        tokio::time::sleep(Duration::from_millis(23)).await;
+        a.write(90, 2);
+        a.write(74, 2);
+        a.rotate(100);
+        tokio::time::sleep(Duration::from_millis(8)).await;
+        stop(r).await;
+        let r = start(config(root.path(), &out));
+        let d = wait_all(&out, &[&a]).await;
+        stop(r).await;
+        let got = d.get(&a.stream_tag).cloned().unwrap_or_default();
+        if got != (0..a.next).collect::<Vec<_>>() {
+            eprintln!("checkpoint after first stop: {cp}");
+        }
+        assert_exact(&d, &a);
+    }
+}
