@@ -10,7 +10,10 @@ pub const FILE_NAME: &str = "checkpoints.json";
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointIoError {
     #[error("cannot write checkpoint {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Loads the checkpoint file. A missing file is an empty checkpoint; a corrupt file or one of
@@ -40,7 +43,10 @@ pub fn load(dir: &Path) -> Checkpoint {
 pub fn store(dir: &Path, cp: &Checkpoint) -> Result<(), CheckpointIoError> {
     let path = dir.join(FILE_NAME);
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let err = |source| CheckpointIoError::Write { path: path.clone(), source };
+    let err = |source| CheckpointIoError::Write {
+        path: path.clone(),
+        source,
+    };
     let mut f = File::create(&tmp).map_err(err)?;
     f.write_all(&cp.encode()).map_err(err)?;
     f.sync_all().map_err(err)?;
@@ -67,10 +73,18 @@ mod tests {
     #[test]
     fn corrupt_or_unknown_version_starts_clean() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(FILE_NAME), b"{\"version\": 1, \"streams\": {").unwrap();
+        fs::write(
+            dir.path().join(FILE_NAME),
+            b"{\"version\": 1, \"streams\": {",
+        )
+        .unwrap();
         assert_eq!(load(dir.path()), Checkpoint::new());
         assert!(dir.path().join("checkpoints.json.corrupt").exists());
-        fs::write(dir.path().join(FILE_NAME), b"{\"version\": 7, \"streams\": {}}").unwrap();
+        fs::write(
+            dir.path().join(FILE_NAME),
+            b"{\"version\": 7, \"streams\": {}}",
+        )
+        .unwrap();
         assert_eq!(load(dir.path()), Checkpoint::new());
     }
 }

@@ -87,7 +87,13 @@ pub fn parse_container_file(name: &str) -> Option<(u32, SegmentName)> {
     if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
         return None;
     }
-    Some((restart, SegmentName::Rotated { stamp: stamp.to_owned(), gz }))
+    Some((
+        restart,
+        SegmentName::Rotated {
+            stamp: stamp.to_owned(),
+            gz,
+        },
+    ))
 }
 
 /// Result of scanning one source: streams and their files, plus what could not be used.
@@ -102,24 +108,30 @@ pub struct Scan {
 pub fn scan_pods_dir(pods_dir: &Path) -> Scan {
     let mut scan = Scan::default();
     let Ok(pods) = fs::read_dir(pods_dir) else {
-        scan.skipped.push((pods_dir.to_owned(), "cannot read directory".into()));
+        scan.skipped
+            .push((pods_dir.to_owned(), "cannot read directory".into()));
         return scan;
     };
     for pod in pods.flatten() {
         let pod_path = pod.path();
         let Some(name) = pod.file_name().to_str().map(str::to_owned) else {
-            scan.skipped.push((pod_path, "directory name is not utf-8".into()));
+            scan.skipped
+                .push((pod_path, "directory name is not utf-8".into()));
             continue;
         };
         let Some((namespace, pod_name, uid)) = parse_pod_dir(&name) else {
-            scan.skipped.push((pod_path, "directory name is not <namespace>_<pod>_<uid>".into()));
+            scan.skipped.push((
+                pod_path,
+                "directory name is not <namespace>_<pod>_<uid>".into(),
+            ));
             continue;
         };
         if !is_real_dir(&pod_path) {
             continue;
         }
         let Ok(containers) = fs::read_dir(&pod_path) else {
-            scan.skipped.push((pod_path, "cannot read directory".into()));
+            scan.skipped
+                .push((pod_path, "cannot read directory".into()));
             continue;
         };
         for container in containers.flatten() {
@@ -146,13 +158,18 @@ pub fn scan_container_dir(
     scan: &mut Scan,
 ) {
     let Ok(files) = fs::read_dir(dir) else {
-        scan.skipped.push((dir.to_owned(), "cannot read directory".into()));
+        scan.skipped
+            .push((dir.to_owned(), "cannot read directory".into()));
         return;
     };
     for file in files.flatten() {
         let path = file.path();
-        let Some(fname) = file.file_name().to_str().map(str::to_owned) else { continue };
-        let Some((restart, name)) = parse_container_file(&fname) else { continue };
+        let Some(fname) = file.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some((restart, name)) = parse_container_file(&fname) else {
+            continue;
+        };
         // Symlinks are followed (kubelet links docker's json logs); loops fail stat and are skipped.
         let meta = match fs::metadata(&path) {
             Ok(m) if m.is_file() => m,
@@ -184,7 +201,11 @@ fn is_real_dir(p: &Path) -> bool {
 }
 
 /// Scans the files matched by a file source's globs. Each path is a stream.
-pub fn scan_globs(include: &globset::GlobSet, exclude: &globset::GlobSet, roots: &[PathBuf]) -> Scan {
+pub fn scan_globs(
+    include: &globset::GlobSet,
+    exclude: &globset::GlobSet,
+    roots: &[PathBuf],
+) -> Scan {
     let mut scan = Scan::default();
     for root in roots {
         walk(root, include, exclude, &mut scan, 0);
@@ -195,11 +216,19 @@ pub fn scan_globs(include: &globset::GlobSet, exclude: &globset::GlobSet, roots:
 /// Bounded depth: a symlink loop or a deep tree costs nothing more than this.
 const MAX_DEPTH: usize = 16;
 
-fn walk(dir: &Path, include: &globset::GlobSet, exclude: &globset::GlobSet, scan: &mut Scan, depth: usize) {
+fn walk(
+    dir: &Path,
+    include: &globset::GlobSet,
+    exclude: &globset::GlobSet,
+    scan: &mut Scan,
+    depth: usize,
+) {
     if depth > MAX_DEPTH {
         return;
     }
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let path = e.path();
         let Ok(ft) = e.file_type() else { continue };
@@ -218,13 +247,16 @@ fn walk(dir: &Path, include: &globset::GlobSet, exclude: &globset::GlobSet, scan
                 continue;
             }
         };
-        scan.streams.entry(StreamKey::File(path.clone())).or_default().push(Found {
-            path,
-            name: SegmentName::Live,
-            dev: meta.dev(),
-            inode: meta.ino(),
-            size: meta.len(),
-        });
+        scan.streams
+            .entry(StreamKey::File(path.clone()))
+            .or_default()
+            .push(Found {
+                path,
+                name: SegmentName::Live,
+                dev: meta.dev(),
+                inode: meta.ino(),
+                size: meta.len(),
+            });
     }
 }
 
@@ -238,7 +270,11 @@ pub fn glob_root(pattern: &str) -> PathBuf {
         }
         root.push(comp);
     }
-    if root.as_os_str().is_empty() { PathBuf::from(".") } else { root }
+    if root.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        root
+    }
 }
 
 #[cfg(test)]
@@ -262,24 +298,45 @@ mod tests {
         assert_eq!(parse_container_file("0.log"), Some((0, SegmentName::Live)));
         assert_eq!(
             parse_container_file("3.log.20261126-100000"),
-            Some((3, SegmentName::Rotated { stamp: "20261126-100000".into(), gz: false }))
+            Some((
+                3,
+                SegmentName::Rotated {
+                    stamp: "20261126-100000".into(),
+                    gz: false
+                }
+            ))
         );
         assert_eq!(
             parse_container_file("3.log.20261126-100000.gz"),
-            Some((3, SegmentName::Rotated { stamp: "20261126-100000".into(), gz: true }))
+            Some((
+                3,
+                SegmentName::Rotated {
+                    stamp: "20261126-100000".into(),
+                    gz: true
+                }
+            ))
         );
         assert_eq!(parse_container_file("0.log.20261126-100000.tmp"), None);
         assert_eq!(parse_container_file("x.log"), None);
         assert_eq!(parse_container_file("0.txt"), None);
         // Rotated segments sort before the live one, and by time among themselves.
-        let a = SegmentName::Rotated { stamp: "20261126-100000".into(), gz: true };
-        let b = SegmentName::Rotated { stamp: "20261126-100001".into(), gz: false };
+        let a = SegmentName::Rotated {
+            stamp: "20261126-100000".into(),
+            gz: true,
+        };
+        let b = SegmentName::Rotated {
+            stamp: "20261126-100001".into(),
+            gz: false,
+        };
         assert!(a < b && b < SegmentName::Live);
     }
 
     #[test]
     fn glob_roots() {
-        assert_eq!(glob_root("/var/log/kubernetes/audit/*.log"), PathBuf::from("/var/log/kubernetes/audit"));
+        assert_eq!(
+            glob_root("/var/log/kubernetes/audit/*.log"),
+            PathBuf::from("/var/log/kubernetes/audit")
+        );
         assert_eq!(glob_root("/var/log/**/x.log"), PathBuf::from("/var/log"));
     }
 

@@ -2,11 +2,11 @@
 //! their acknowledgement commits.
 
 use nevermore_parse::Flags;
+use nevermore_schemas::StreamCheckpoint;
 use nevermore_schemas::record::{
     Cluster, Container, Event as EventFields, Host, Kubernetes, Level, Log, LogFile, LogRecord,
     Node, Orchestrator, Pod, StdStream,
 };
-use nevermore_schemas::StreamCheckpoint;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -50,7 +50,16 @@ impl StreamInfo {
             json_str(&node)
         );
         let dataset_json = json_str(&dataset);
-        StreamInfo { source, key, kubernetes, cluster, node, dataset, shared_json, dataset_json }
+        StreamInfo {
+            source,
+            key,
+            kubernetes,
+            cluster,
+            node,
+            dataset,
+            shared_json,
+            dataset_json,
+        }
     }
 }
 
@@ -98,13 +107,21 @@ impl Event {
             stream: self.std,
             log: Log {
                 level: self.level,
-                file: LogFile { path: self.path.path.clone() },
+                file: LogFile {
+                    path: self.path.path.clone(),
+                },
                 offset: self.offset,
                 flags: self.flags.iter().collect(),
             },
             kubernetes: self.stream.kubernetes.clone(),
-            orchestrator: Orchestrator { cluster: Cluster { name: self.stream.cluster.clone() } },
-            host: Host { name: self.stream.node.clone() },
+            orchestrator: Orchestrator {
+                cluster: Cluster {
+                    name: self.stream.cluster.clone(),
+                },
+            },
+            host: Host {
+                name: self.stream.node.clone(),
+            },
             event: EventFields {
                 id: format!("{:016x}", self.id),
                 sequence: self.sequence,
@@ -177,7 +194,10 @@ fn push_u64(out: &mut Vec<u8>, v: u64) {
 
 /// Small integer formatting without allocation.
 fn itoa_buf(mut v: u64) -> DigitBuf {
-    let mut b = DigitBuf { bytes: [0; 20], start: 20 };
+    let mut b = DigitBuf {
+        bytes: [0; 20],
+        start: 20,
+    };
     loop {
         b.start -= 1;
         b.bytes[b.start] = b'0' + (v % 10) as u8;
@@ -215,7 +235,10 @@ pub fn event_id(cluster: &str, node: &str, stream: &str, fingerprint: u64, offse
 /// What the acknowledgement of a batch commits for one stream.
 #[derive(Debug, Clone)]
 pub enum Mark {
-    Advance { stream: Arc<str>, checkpoint: StreamCheckpoint },
+    Advance {
+        stream: Arc<str>,
+        checkpoint: StreamCheckpoint,
+    },
     /// The stream ended (its files are gone and everything was delivered).
     Remove { stream: Arc<str> },
 }
@@ -238,9 +261,17 @@ pub fn kubernetes_fields(
 ) -> Kubernetes {
     Kubernetes {
         namespace: pc.namespace.clone(),
-        pod: Pod { name: pc.pod.clone(), uid: pc.uid.clone() },
-        container: Container { name: pc.container.clone(), restart_count: pc.restart },
-        node: Node { name: node.to_owned() },
+        pod: Pod {
+            name: pc.pod.clone(),
+            uid: pc.uid.clone(),
+        },
+        container: Container {
+            name: pc.container.clone(),
+            restart_count: pc.restart,
+        },
+        node: Node {
+            name: node.to_owned(),
+        },
         labels,
     }
 }
@@ -310,6 +341,9 @@ mod tests {
         assert_ne!(base, event_id("c", "n", "s", 3, 2));
         assert_ne!(base, event_id("c", "n", "s", 1, 3));
         // No ambiguity from concatenation.
-        assert_ne!(event_id("ab", "c", "s", 1, 2), event_id("a", "bc", "s", 1, 2));
+        assert_ne!(
+            event_id("ab", "c", "s", 1, 2),
+            event_id("a", "bc", "s", 1, 2)
+        );
     }
 }

@@ -39,7 +39,9 @@ pub fn of_file(file: &File, complete: bool) -> io::Result<Option<u64>> {
 pub fn of_gz(file: &File) -> io::Result<Option<u64>> {
     let mut dec = MultiGzDecoder::new(PositionedReader { file, at: 0 });
     let mut head = Vec::with_capacity(FINGERPRINT_MAX);
-    (&mut dec).take(FINGERPRINT_MAX as u64).read_to_end(&mut head)?;
+    (&mut dec)
+        .take(FINGERPRINT_MAX as u64)
+        .read_to_end(&mut head)?;
     Ok(of_head(&head, true))
 }
 

@@ -13,4 +13,4 @@ pub mod run;
 pub mod sinks;
 pub mod tail;
 
-pub use run::{run, RunError};
+pub use run::{RunError, run};

@@ -96,38 +96,114 @@ impl Metrics {
 
     pub fn register(&self, reg: &mut Registry) {
         let r = reg.sub_registry_with_prefix("nevermore");
-        r.register("lines_read", "Lines read, per stream", self.lines_read.clone());
-        r.register("bytes_read", "Bytes read, per stream", self.bytes_read.clone());
-        r.register("lag_bytes", "Bytes written to a stream's segments and not yet read", self.lag_bytes.clone());
+        r.register(
+            "lines_read",
+            "Lines read, per stream",
+            self.lines_read.clone(),
+        );
+        r.register(
+            "bytes_read",
+            "Bytes read, per stream",
+            self.bytes_read.clone(),
+        );
+        r.register(
+            "lag_bytes",
+            "Bytes written to a stream's segments and not yet read",
+            self.lag_bytes.clone(),
+        );
         r.register(
             "lag_seconds",
             "Age of the newest acknowledged record of a stream that still has unread bytes",
             self.lag_seconds.clone(),
         );
-        r.register("rotations", "Rotations followed (a new segment in a stream)", self.rotations.clone());
-        r.register("partials_merged", "Records merged from CRI/docker partial chunks", self.partials_merged.clone());
-        r.register("multiline_merged", "Records merged from several lines", self.multiline_merged.clone());
-        r.register("records_truncated", "Records cut at max_record_bytes", self.truncated.clone());
-        r.register("invalid_lines", "Lines that were not valid CRI/docker and were kept as plain text", self.invalid_lines.clone());
-        r.register("unterminated", "Partial records sent after partial_timeout_ms without their final chunk", self.unterminated.clone());
+        r.register(
+            "rotations",
+            "Rotations followed (a new segment in a stream)",
+            self.rotations.clone(),
+        );
+        r.register(
+            "partials_merged",
+            "Records merged from CRI/docker partial chunks",
+            self.partials_merged.clone(),
+        );
+        r.register(
+            "multiline_merged",
+            "Records merged from several lines",
+            self.multiline_merged.clone(),
+        );
+        r.register(
+            "records_truncated",
+            "Records cut at max_record_bytes",
+            self.truncated.clone(),
+        );
+        r.register(
+            "invalid_lines",
+            "Lines that were not valid CRI/docker and were kept as plain text",
+            self.invalid_lines.clone(),
+        );
+        r.register(
+            "unterminated",
+            "Partial records sent after partial_timeout_ms without their final chunk",
+            self.unterminated.clone(),
+        );
         r.register(
             "replayed_suppressed",
             "Records re-read after a restart and not sent again because they were acknowledged",
             self.replayed_suppressed.clone(),
         );
-        r.register("bytes_lost", "Bytes that could not be read, by reason", self.bytes_lost.clone());
+        r.register(
+            "bytes_lost",
+            "Bytes that could not be read, by reason",
+            self.bytes_lost.clone(),
+        );
         r.register("streams", "Streams being tailed", self.streams.clone());
-        r.register("open_files", "Open segment descriptors", self.open_files.clone());
-        r.register("sink_records_sent", "Records handed to a sink", self.records_sent.clone());
-        r.register("sink_records_acked", "Records acknowledged by a sink", self.records_acked.clone());
-        r.register("sink_errors", "Failed sink writes (retried)", self.sink_errors.clone());
-        r.register("sink_flush_seconds", "Time to make a sink's writes durable", self.sink_flush_seconds.clone());
-        r.register("batches_in_flight", "Batches sent and not yet acknowledged", self.batches_in_flight.clone());
-        r.register("checkpoint_writes", "Checkpoint files written", self.checkpoint_writes.clone());
-        r.register("checkpoint_errors", "Checkpoint writes that failed", self.checkpoint_errors.clone());
+        r.register(
+            "open_files",
+            "Open segment descriptors",
+            self.open_files.clone(),
+        );
+        r.register(
+            "sink_records_sent",
+            "Records handed to a sink",
+            self.records_sent.clone(),
+        );
+        r.register(
+            "sink_records_acked",
+            "Records acknowledged by a sink",
+            self.records_acked.clone(),
+        );
+        r.register(
+            "sink_errors",
+            "Failed sink writes (retried)",
+            self.sink_errors.clone(),
+        );
+        r.register(
+            "sink_flush_seconds",
+            "Time to make a sink's writes durable",
+            self.sink_flush_seconds.clone(),
+        );
+        r.register(
+            "batches_in_flight",
+            "Batches sent and not yet acknowledged",
+            self.batches_in_flight.clone(),
+        );
+        r.register(
+            "checkpoint_writes",
+            "Checkpoint files written",
+            self.checkpoint_writes.clone(),
+        );
+        r.register(
+            "checkpoint_errors",
+            "Checkpoint writes that failed",
+            self.checkpoint_errors.clone(),
+        );
     }
 
     pub fn lost(&self, reason: &str, bytes: u64) {
-        self.bytes_lost.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc_by(bytes);
+        self.bytes_lost
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc_by(bytes);
     }
 }

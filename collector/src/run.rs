@@ -14,7 +14,7 @@ use crate::checkpoint;
 use crate::config::{CollectorConfig, LineFormat, SinkKind, SourceKind};
 use crate::event::{Batch, Mark};
 use crate::metrics::{Metrics, SinkLabels};
-use crate::sinks::{file::FileSink, Sink};
+use crate::sinks::{Sink, file::FileSink};
 use crate::tail::{BatchOut, SourceRuntime, Tailer, TailerParams, Wake};
 use nevermore_parse::{MergerConfig, MultilineConfig};
 use nevermore_schemas::Checkpoint;
@@ -22,10 +22,10 @@ use notify::Watcher;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Slack above `max_record_bytes` for a raw line (the CRI or docker envelope).
 const LINE_ENVELOPE_BYTES: usize = 64 << 10;
@@ -35,11 +35,21 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("source {source_id}: invalid glob {pattern:?}: {message}")]
-    Glob { source_id: String, pattern: String, message: String },
+    Glob {
+        source_id: String,
+        pattern: String,
+        message: String,
+    },
     #[error("cannot listen for telemetry on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("tailer thread failed to start: {0}")]
     Thread(std::io::Error),
 }
@@ -47,8 +57,10 @@ pub enum RunError {
 /// Runs the collector until `shutdown` resolves, then drains, waits for acknowledgements and
 /// writes a final checkpoint.
 pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|source| RunError::DataDir { path: cfg.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| RunError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
     let metrics = Arc::new(Metrics::new());
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
@@ -83,7 +95,11 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
     let permits = Arc::new(Semaphore::new(in_flight));
     let (batch_tx, batch_rx) = mpsc::channel::<(Batch, OwnedSemaphorePermit)>(1);
     let tailer = Tailer::new(params, metrics.clone(), stop.clone(), wake_rx);
-    let mut out = TailerOut { tx: batch_tx, permits: permits.clone(), handle: tokio::runtime::Handle::current() };
+    let mut out = TailerOut {
+        tx: batch_tx,
+        permits: permits.clone(),
+        handle: tokio::runtime::Handle::current(),
+    };
     let tailer_thread = std::thread::Builder::new()
         .name("tailer".into())
         .spawn(move || tailer.run(&mut out))
@@ -94,14 +110,32 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
     let mut sink_txs = Vec::new();
     let mut sink_tasks = Vec::new();
     for (i, sc) in cfg.sinks.iter().enumerate() {
-        let accepts: Vec<bool> = cfg.sources.iter().map(|s| sc.inputs.contains(&s.id)).collect();
+        let accepts: Vec<bool> = cfg
+            .sources
+            .iter()
+            .map(|s| sc.inputs.contains(&s.id))
+            .collect();
         let (tx, rx) = mpsc::channel::<Arc<Batch>>(in_flight);
         sink_txs.push(tx);
         let m = metrics.clone();
         let acks = ack_tx.clone();
         let task = match &sc.kind {
-            SinkKind::File { path } => tokio::spawn(sink_task(FileSink::file(sc.id.clone(), path.clone()), i, accepts, rx, acks, m)),
-            SinkKind::Stdout => tokio::spawn(sink_task(FileSink::stdout(sc.id.clone()), i, accepts, rx, acks, m)),
+            SinkKind::File { path } => tokio::spawn(sink_task(
+                FileSink::file(sc.id.clone(), path.clone()),
+                i,
+                accepts,
+                rx,
+                acks,
+                m,
+            )),
+            SinkKind::Stdout => tokio::spawn(sink_task(
+                FileSink::stdout(sc.id.clone()),
+                i,
+                accepts,
+                rx,
+                acks,
+                m,
+            )),
         };
         sink_tasks.push(task);
     }
@@ -128,7 +162,10 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
     }
     match tokio::time::timeout(DRAIN_TIMEOUT, finalizer).await {
         Ok(_) => {}
-        Err(_) => tracing::error!(timeout_s = DRAIN_TIMEOUT.as_secs(), "sinks did not acknowledge in time; unacknowledged records will be read again at the next start"),
+        Err(_) => tracing::error!(
+            timeout_s = DRAIN_TIMEOUT.as_secs(),
+            "sinks did not acknowledge in time; unacknowledged records will be read again at the next start"
+        ),
     }
     for t in sink_tasks {
         t.abort();
@@ -173,12 +210,21 @@ fn build_sources(cfg: &CollectorConfig) -> Result<Vec<SourceRuntime>, RunError> 
             json_level: s.parse.json_level,
         };
         let (include, exclude, roots) = match &s.kind {
-            SourceKind::File { include, exclude, .. } => (
+            SourceKind::File {
+                include, exclude, ..
+            } => (
                 globset_of(&s.id, include)?,
                 globset_of(&s.id, exclude)?,
-                include.iter().map(|p| crate::discover::glob_root(p)).collect(),
+                include
+                    .iter()
+                    .map(|p| crate::discover::glob_root(p))
+                    .collect(),
             ),
-            SourceKind::Kubernetes { .. } => (globset::GlobSet::empty(), globset::GlobSet::empty(), Vec::new()),
+            SourceKind::Kubernetes { .. } => (
+                globset::GlobSet::empty(),
+                globset::GlobSet::empty(),
+                Vec::new(),
+            ),
         };
         out.push(SourceRuntime {
             id: s.id.clone(),
@@ -196,17 +242,27 @@ fn build_sources(cfg: &CollectorConfig) -> Result<Vec<SourceRuntime>, RunError> 
 fn globset_of(source_id: &str, patterns: &[String]) -> Result<globset::GlobSet, RunError> {
     let mut b = globset::GlobSetBuilder::new();
     for p in patterns {
-        let g = globset::GlobBuilder::new(p).literal_separator(true).build().map_err(|e| RunError::Glob {
-            source_id: source_id.to_owned(),
-            pattern: p.clone(),
-            message: e.to_string(),
-        })?;
+        let g = globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| RunError::Glob {
+                source_id: source_id.to_owned(),
+                pattern: p.clone(),
+                message: e.to_string(),
+            })?;
         b.add(g);
     }
-    b.build().map_err(|e| RunError::Glob { source_id: source_id.to_owned(), pattern: String::new(), message: e.to_string() })
+    b.build().map_err(|e| RunError::Glob {
+        source_id: source_id.to_owned(),
+        pattern: String::new(),
+        message: e.to_string(),
+    })
 }
 
-fn start_watcher(cfg: &CollectorConfig, wake: std::sync::mpsc::SyncSender<Wake>) -> Option<notify::RecommendedWatcher> {
+fn start_watcher(
+    cfg: &CollectorConfig,
+    wake: std::sync::mpsc::SyncSender<Wake>,
+) -> Option<notify::RecommendedWatcher> {
     let handler = move |res: notify::Result<notify::Event>| match res {
         Ok(ev) => {
             if matches!(ev.kind, notify::EventKind::Access(_)) {
@@ -228,7 +284,10 @@ fn start_watcher(cfg: &CollectorConfig, wake: std::sync::mpsc::SyncSender<Wake>)
     for s in &cfg.sources {
         let roots: Vec<PathBuf> = match &s.kind {
             SourceKind::Kubernetes { pods_dir } => vec![pods_dir.clone()],
-            SourceKind::File { include, .. } => include.iter().map(|p| crate::discover::glob_root(p)).collect(),
+            SourceKind::File { include, .. } => include
+                .iter()
+                .map(|p| crate::discover::glob_root(p))
+                .collect(),
         };
         for root in roots {
             if let Err(e) = watcher.watch(&root, notify::RecursiveMode::Recursive) {
@@ -247,7 +306,9 @@ async fn sink_task<S: Sink>(
     acks: mpsc::UnboundedSender<(usize, u64)>,
     metrics: Arc<Metrics>,
 ) {
-    let labels = SinkLabels { sink: sink.name().to_owned() };
+    let labels = SinkLabels {
+        sink: sink.name().to_owned(),
+    };
     let sent = metrics.records_sent.get_or_create_owned(&labels);
     let acked = metrics.records_acked.get_or_create_owned(&labels);
     let errors = metrics.sink_errors.get_or_create_owned(&labels);
@@ -260,14 +321,32 @@ async fn sink_task<S: Sink>(
             match rx.try_recv() {
                 Ok(b) => Some(b),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    flush_and_ack(&mut sink, &mut pending, index, &acks, &acked, &errors, &flush_hist).await;
+                    flush_and_ack(
+                        &mut sink,
+                        &mut pending,
+                        index,
+                        &acks,
+                        &acked,
+                        &errors,
+                        &flush_hist,
+                    )
+                    .await;
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             }
         };
         let Some(batch) = next else {
-            flush_and_ack(&mut sink, &mut pending, index, &acks, &acked, &errors, &flush_hist).await;
+            flush_and_ack(
+                &mut sink,
+                &mut pending,
+                index,
+                &acks,
+                &acked,
+                &errors,
+                &flush_hist,
+            )
+            .await;
             return;
         };
         let mut backoff = Duration::from_millis(100);
@@ -288,7 +367,16 @@ async fn sink_task<S: Sink>(
         sent.inc_by(n as u64);
         pending.push((batch.id, n));
         if pending.len() >= 8 {
-            flush_and_ack(&mut sink, &mut pending, index, &acks, &acked, &errors, &flush_hist).await;
+            flush_and_ack(
+                &mut sink,
+                &mut pending,
+                index,
+                &acks,
+                &acked,
+                &errors,
+                &flush_hist,
+            )
+            .await;
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use crate::config::{PipelineConfig, SourceKind};
 use crate::discover::{self, Found, PodContainer, SegmentName, StreamKey};
-use crate::event::{event_id, kubernetes_fields, Batch, Event, Mark, SegmentPath, StreamInfo};
+use crate::event::{Batch, Event, Mark, SegmentPath, StreamInfo, event_id, kubernetes_fields};
 use crate::fingerprint;
 use crate::metrics::{Metrics, SourceLabels, StreamLabels};
 use flate2::read::MultiGzDecoder;
@@ -27,8 +27,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A position in a stream: segment serial (chain order), then byte offset.
@@ -170,6 +170,9 @@ struct Stream {
     idle: bool,
     next_poll: Instant,
     last_acked_ts_ns: i64,
+    /// The checkpoint of this stream, until its resume segment is found (a scan can race with
+    /// kubelet's gzip: the plain file is gone and the .gz not listed yet).
+    pending_cp: Option<(StreamCheckpoint, Instant)>,
     metrics: StreamMetrics,
 }
 
@@ -198,12 +201,17 @@ pub struct Tailer {
 
 impl std::fmt::Debug for Tailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tailer").field("streams", &self.streams.len()).finish()
+        f.debug_struct("Tailer")
+            .field("streams", &self.streams.len())
+            .finish()
     }
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 impl Tailer {
@@ -247,7 +255,9 @@ impl Tailer {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            let due = self.last_full_scan.is_none_or(|t| t.elapsed() >= pl.scan_interval);
+            let due = self
+                .last_full_scan
+                .is_none_or(|t| t.elapsed() >= pl.scan_interval);
             if due {
                 self.full_scan();
             }
@@ -354,20 +364,43 @@ impl Tailer {
             self.log_skips(&scan.skipped);
             for (key, found) in scan.streams {
                 seen.insert(key.clone());
+                RACED.with(|r| r.set(false));
+                let dir = found
+                    .first()
+                    .and_then(|f| f.path.parent())
+                    .map(Path::to_path_buf);
                 self.reconcile(si, key, found);
+                if RACED.with(|r| r.get())
+                    && let Some(dir) = dir
+                {
+                    self.rescan_dir(&dir);
+                }
             }
         }
         for s in &mut self.streams {
             if !s.removed && !seen.contains(&s.key) {
-                s.gone = true;
+                // A listing can miss a file mid-rename: a pod stream is gone only when its
+                // container directory is, a file stream when its path is.
+                let dir = match &s.key {
+                    StreamKey::Pod(pc) => {
+                        pod_container_dir(&self.params.sources[s.source].kind, pc)
+                    }
+                    StreamKey::File(p) => p.clone(),
+                };
+                s.gone = !dir.exists();
             }
         }
         if let Some(keys) = self.initial_checkpoint_keys.take() {
-            let live: HashSet<String> =
-                self.streams.iter().map(|s| s.info.key.to_string()).collect();
+            let live: HashSet<String> = self
+                .streams
+                .iter()
+                .map(|s| s.info.key.to_string())
+                .collect();
             for k in keys.difference(&live) {
                 tracing::info!(stream = %k, "checkpointed stream no longer exists, forgetting it");
-                self.batch.marks.push(Mark::Remove { stream: k.as_str().into() });
+                self.batch.marks.push(Mark::Remove {
+                    stream: k.as_str().into(),
+                });
                 self.batch_started.get_or_insert_with(Instant::now);
             }
         }
@@ -376,7 +409,9 @@ impl Tailer {
             self.check_truncation(idx, true);
         }
         self.compact();
-        self.metrics.streams.set(self.streams.iter().filter(|s| !s.removed).count() as i64);
+        self.metrics
+            .streams
+            .set(self.streams.iter().filter(|s| !s.removed).count() as i64);
     }
 
     /// Drops ended streams once they are the majority, so pod churn does not grow memory.
@@ -399,13 +434,33 @@ impl Tailer {
     }
 
     fn rescan_dir(&mut self, dir: &PathBuf) {
-        let Some(idxs) = self.by_dir.get(dir).cloned() else { return };
+        // A file that vanished between listing and opening: list again, a few times at most.
+        for _ in 0..4 {
+            RACED.with(|r| r.set(false));
+            self.rescan_dir_once(dir);
+            if !RACED.with(|r| r.get()) {
+                break;
+            }
+        }
+    }
+
+    fn rescan_dir_once(&mut self, dir: &PathBuf) {
+        let Some(idxs) = self.by_dir.get(dir).cloned() else {
+            return;
+        };
         let Some(&first) = idxs.first() else { return };
         let si = self.streams[first].source;
         match self.streams[first].key.clone() {
             StreamKey::Pod(pc) => {
                 let mut scan = discover::Scan::default();
-                discover::scan_container_dir(dir, &pc.namespace, &pc.pod, &pc.uid, &pc.container, &mut scan);
+                discover::scan_container_dir(
+                    dir,
+                    &pc.namespace,
+                    &pc.pod,
+                    &pc.uid,
+                    &pc.container,
+                    &mut scan,
+                );
                 for (key, found) in scan.streams {
                     self.reconcile(si, key, found);
                 }
@@ -423,10 +478,10 @@ impl Tailer {
     }
 
     fn stream_index(&mut self, si: usize, key: &StreamKey) -> usize {
-        if let Some(&i) = self.by_key.get(key) {
-            if !self.streams[i].removed {
-                return i;
-            }
+        if let Some(&i) = self.by_key.get(key)
+            && !self.streams[i].removed
+        {
+            return i;
         }
         let src = &self.params.sources[si];
         let key_text: Arc<str> = key.as_text().into();
@@ -452,7 +507,10 @@ impl Tailer {
             self.params.node.clone(),
             dataset,
         ));
-        let labels = StreamLabels { source: src.id.clone(), stream: key_text.to_string() };
+        let labels = StreamLabels {
+            source: src.id.clone(),
+            stream: key_text.to_string(),
+        };
         let metrics = StreamMetrics {
             lines: self.metrics.lines_read.get_or_create_owned(&labels),
             bytes: self.metrics.bytes_read.get_or_create_owned(&labels),
@@ -480,6 +538,7 @@ impl Tailer {
             idle: false,
             next_poll: Instant::now(),
             last_acked_ts_ns: 0,
+            pending_cp: None,
             metrics,
         };
         let idx = self.streams.len();
@@ -490,7 +549,10 @@ impl Tailer {
     }
 
     fn reconcile(&mut self, si: usize, key: StreamKey, mut found: Vec<Found>) {
-        let fresh = !self.by_key.get(&key).is_some_and(|&i| !self.streams[i].removed);
+        let fresh = self
+            .by_key
+            .get(&key)
+            .is_none_or(|&i| self.streams[i].removed);
         let idx = self.stream_index(si, &key);
         found.sort_by(|a, b| a.name.cmp(&b.name));
         let mut opened = 0i64;
@@ -505,15 +567,18 @@ impl Tailer {
                 .map(|g| (g.dev, g.inode));
             // First settle what is no longer live, and fingerprint what can be, so a gzip copy
             // of a segment we hold is recognised by its content.
-            let live_now = found.iter().find(|f| matches!(f.name, SegmentName::Live)).map(|f| (f.dev, f.inode));
+            let live_now = found
+                .iter()
+                .find(|f| matches!(f.name, SegmentName::Live))
+                .map(|f| (f.dev, f.inode));
             for g in s.segs.iter_mut() {
                 if matches!(g.name, SegmentName::Live) && Some((g.dev, g.inode)) != live_now {
                     g.rotated = true;
                 }
-                if g.fp.is_none() {
-                    if let Some(SegReader::Plain(file)) = &g.reader {
-                        g.fp = fingerprint::of_file(file, g.rotated).ok().flatten();
-                    }
+                if g.fp.is_none()
+                    && let Some(SegReader::Plain(file)) = &g.reader
+                {
+                    g.fp = fingerprint::of_file(file, g.rotated).ok().flatten();
                 }
             }
             let mut live_seen = false;
@@ -521,8 +586,10 @@ impl Tailer {
                 match &f.name {
                     SegmentName::Live => {
                         live_seen = true;
-                        if let Some(seg) =
-                            s.segs.iter_mut().find(|g| !g.gz && g.dev == f.dev && g.inode == f.inode)
+                        if let Some(seg) = s
+                            .segs
+                            .iter_mut()
+                            .find(|g| !g.gz && g.dev == f.dev && g.inode == f.inode)
                         {
                             seg.size_seen = seg.size_seen.max(f.size);
                             continue;
@@ -536,7 +603,9 @@ impl Tailer {
                         if had_live_identity.is_some() || !fresh || !s.segs.is_empty() {
                             self.metrics
                                 .rotations
-                                .get_or_create(&SourceLabels { source: self.params.sources[si].id.clone() })
+                                .get_or_create(&SourceLabels {
+                                    source: self.params.sources[si].id.clone(),
+                                })
                                 .inc();
                         }
                         if let Some(seg) = open_segment(s, f, false) {
@@ -560,7 +629,9 @@ impl Tailer {
                         {
                             continue;
                         }
-                        let Some(seg) = open_segment(s, f, *gz) else { continue };
+                        let Some(seg) = open_segment(s, f, *gz) else {
+                            continue;
+                        };
                         if seg.fp.is_some_and(|fp| s.finished_fps.contains(&fp)) {
                             continue;
                         }
@@ -586,6 +657,12 @@ impl Tailer {
         self.open_files += opened;
         self.metrics.open_files.set(self.open_files);
         if fresh {
+            let key = self.streams[idx].info.key.to_string();
+            if let Some(cp) = self.params.checkpoint.remove(&key) {
+                self.streams[idx].pending_cp = Some((cp, Instant::now()));
+            }
+        }
+        if self.streams[idx].pending_cp.is_some() {
             self.apply_checkpoint(idx);
         }
     }
@@ -593,23 +670,44 @@ impl Tailer {
     /// Positions a new stream from its checkpoint, if it has one.
     fn apply_checkpoint(&mut self, idx: usize) {
         let key = self.streams[idx].info.key.to_string();
-        let Some(cp) = self.params.checkpoint.remove(&key) else { return };
+        let patience = self
+            .params
+            .pipeline
+            .scan_interval
+            .mul_f32(2.0)
+            .max(Duration::from_secs(1));
         let s = &mut self.streams[idx];
+        let Some((cp, since)) = s.pending_cp.take() else {
+            return;
+        };
+        let present = s.segs.iter().any(|g| {
+            g.fp == Some(cp.resume.fingerprint)
+                && (g.gz || (g.dev == cp.resume.dev && g.inode == cp.resume.inode) || g.rotated)
+        });
+        if !present && since.elapsed() < patience {
+            // Not found yet: look again at the next scan before deciding it is gone.
+            s.pending_cp = Some((cp, since));
+            self.last_full_scan = None;
+            return;
+        }
         s.next_seq = cp.next_sequence;
         s.finished_fps = cp.finished.iter().copied().collect();
         // Segments already finished are dropped.
         let before = s.segs.len();
-        s.segs.retain(|g| !g.fp.is_some_and(|fp| cp.finished.contains(&fp)));
+        s.segs
+            .retain(|g| !g.fp.is_some_and(|fp| cp.finished.contains(&fp)));
         let mut closed = (before - s.segs.len()) as i64;
         // File sources: the checkpointed inode may have been renamed away from the path.
-        if let StreamKey::File(path) = s.key.clone() {
-            if !s.segs.iter().any(|g| g.dev == cp.resume.dev && g.inode == cp.resume.inode) {
-                if let Some(seg) = find_renamed(s, &path, &cp.resume) {
-                    s.segs.push_front(seg);
-                    closed -= 1;
-                    renumber(s);
-                }
-            }
+        if let StreamKey::File(path) = s.key.clone()
+            && !s
+                .segs
+                .iter()
+                .any(|g| g.dev == cp.resume.dev && g.inode == cp.resume.inode)
+            && let Some(seg) = find_renamed(s, &path, &cp.resume)
+        {
+            s.segs.push_front(seg);
+            closed -= 1;
+            renumber(s);
         }
         let found = s.segs.iter().position(|g| {
             g.fp == Some(cp.resume.fingerprint)
@@ -635,17 +733,21 @@ impl Tailer {
                         tracing::warn!(stream = %key, path = %seg.path.path, "checkpoint does not match the file's bytes (truncated or inode reused), reading it from the start");
                     }
                     let serial = seg.serial;
-                    s.frontier = Pos { seg: serial, offset: seg.offset };
+                    s.frontier = Pos {
+                        seg: serial,
+                        offset: seg.offset,
+                    };
                     // Records ending at or before the acknowledged position are not sent again.
                     let acked_serial = s
                         .segs
                         .iter()
                         .find(|g| g.fp == Some(cp.acked.fingerprint))
                         .map(|g| g.serial);
-                    if valid {
-                        if let Some(a) = acked_serial {
-                            s.suppress_until = Some(Pos { seg: a, offset: cp.acked.offset });
-                        }
+                    if valid && let Some(a) = acked_serial {
+                        s.suppress_until = Some(Pos {
+                            seg: a,
+                            offset: cp.acked.offset,
+                        });
                     }
                 }
             }
@@ -668,6 +770,9 @@ impl Tailer {
         let now_ms = self.now_ms();
         while total < budget {
             let s = &mut self.streams[idx];
+            if s.pending_cp.is_some() {
+                break;
+            }
             let Some(seg) = s.segs.front_mut() else { break };
             if seg.fp.is_none() {
                 match &seg.reader {
@@ -688,7 +793,8 @@ impl Tailer {
                 Err(e) => {
                     let lost = seg.size_seen.saturating_sub(seg.offset);
                     tracing::warn!(path = %seg.path.path, error = %e, bytes = lost, "segment unreadable, skipping the rest of it");
-                    self.metrics.lost(if seg.gz { "gzip_corrupt" } else { "read_error" }, lost);
+                    self.metrics
+                        .lost(if seg.gz { "gzip_corrupt" } else { "read_error" }, lost);
                     seg.rotated = true;
                     seg.reader = None;
                     0
@@ -740,17 +846,18 @@ impl Tailer {
     fn at_eof(&mut self, idx: usize) -> bool {
         let s = &mut self.streams[idx];
         let has_next = s.segs.len() > 1;
-        let Some(seg) = s.segs.front_mut() else { return false };
+        let Some(seg) = s.segs.front_mut() else {
+            return false;
+        };
         if !seg.rotated {
             return false;
         }
         // A late write after the rename: re-check the size through the descriptor.
-        if let Some(SegReader::Plain(f)) = &seg.reader {
-            if let Ok(m) = f.metadata() {
-                if m.len() > seg.offset {
-                    return true;
-                }
-            }
+        if let Some(SegReader::Plain(f)) = &seg.reader
+            && let Ok(m) = f.metadata()
+            && m.len() > seg.offset
+        {
+            return true;
         }
         // Without a successor the writer may not have switched files yet: wait for one (or for
         // the stream to be gone). File sources (logrotate `create`) may write to the old file
@@ -771,13 +878,23 @@ impl Tailer {
         let now_ms = self.now_ms();
         let read_ns = now_ns();
         let s = &mut self.streams[idx];
-        let Some(seg) = s.segs.pop_front() else { return };
-        let end = Pos { seg: seg.serial, offset: seg.offset };
+        let Some(seg) = s.segs.pop_front() else {
+            return;
+        };
+        let end = Pos {
+            seg: seg.serial,
+            offset: seg.offset,
+        };
         // The final line of a finished segment may lack its newline.
         if !s.carry.is_empty() || s.carry_cut {
             let carry = std::mem::take(&mut s.carry);
             let cut = std::mem::take(&mut s.carry_cut);
-            let line = RawLine { bytes: &carry, start: s.frontier, end, cut };
+            let line = RawLine {
+                bytes: &carry,
+                start: s.frontier,
+                end,
+                cut,
+            };
             s.merger.push(line, now_ms, read_ns, &mut self.records);
             s.metrics.lines.inc();
         }
@@ -802,7 +919,10 @@ impl Tailer {
             s.finished_stamps.push_back(stamp.to_owned());
         }
         if let Some(next) = s.segs.front() {
-            s.frontier = Pos { seg: next.serial, offset: next.offset };
+            s.frontier = Pos {
+                seg: next.serial,
+                offset: next.offset,
+            };
         }
         s.touched = true;
         if seg.reader.is_some() {
@@ -822,27 +942,41 @@ impl Tailer {
         if seg.rotated || seg.gz {
             return;
         }
-        let Some(SegReader::Plain(f)) = &seg.reader else { return };
+        let Some(SegReader::Plain(f)) = &seg.reader else {
+            return;
+        };
         let Ok(meta) = f.metadata() else { return };
         let shrunk = meta.len() < seg.offset;
         let replaced = check_head
             && !shrunk
             && seg.fp.is_some()
-            && fingerprint::of_file(f, false).ok().flatten().is_some_and(|fp| Some(fp) != seg.fp);
+            && fingerprint::of_file(f, false)
+                .ok()
+                .flatten()
+                .is_some_and(|fp| Some(fp) != seg.fp);
         if !shrunk && !replaced {
             return;
         }
         let fp = seg.fp;
         let (dev, inode) = (seg.dev, seg.inode);
         // The copy may not have been seen by a scan yet: look now.
-        if let StreamKey::Pod(pc) = &s.key {
-            if let SourceKind::Kubernetes { pods_dir } = &self.params.sources[s.source].kind {
-                let dir = pods_dir.join(format!("{}_{}_{}", pc.namespace, pc.pod, pc.uid)).join(&pc.container);
-                let mut scan = discover::Scan::default();
-                discover::scan_container_dir(&dir, &pc.namespace, &pc.pod, &pc.uid, &pc.container, &mut scan);
-                if let Some(found) = scan.streams.remove(&s.key) {
-                    s.last_found = found;
-                }
+        if let StreamKey::Pod(pc) = &s.key
+            && let SourceKind::Kubernetes { pods_dir } = &self.params.sources[s.source].kind
+        {
+            let dir = pods_dir
+                .join(format!("{}_{}_{}", pc.namespace, pc.pod, pc.uid))
+                .join(&pc.container);
+            let mut scan = discover::Scan::default();
+            discover::scan_container_dir(
+                &dir,
+                &pc.namespace,
+                &pc.pod,
+                &pc.uid,
+                &pc.container,
+                &mut scan,
+            );
+            if let Some(found) = scan.streams.remove(&s.key) {
+                s.last_found = found;
             }
         }
         // The copy of copytruncate carries the same first line under another inode.
@@ -856,7 +990,9 @@ impl Tailer {
                 let cfp = fingerprint::of_file(&file, true).ok().flatten()?;
                 (Some(cfp) == fp).then_some((file, f.clone()))
             });
-        let Some(seg) = s.segs.front_mut() else { return };
+        let Some(seg) = s.segs.front_mut() else {
+            return;
+        };
         match copy {
             Some((file, f)) => {
                 tracing::info!(path = %seg.path.path, copy = %f.path.display(), "copytruncate: reading the rest from the copy");
@@ -905,7 +1041,10 @@ impl Tailer {
                 seg.size_seen = meta.len();
                 s.carry.clear();
                 s.carry_cut = false;
-                s.frontier = Pos { seg: seg.serial, offset: 0 };
+                s.frontier = Pos {
+                    seg: seg.serial,
+                    offset: 0,
+                };
                 s.touched = true;
             }
         }
@@ -941,10 +1080,15 @@ impl Tailer {
             s.metrics.lag_bytes.set(0);
             if !self.batch.events.is_empty() || s.touched {
                 let mark = snapshot(s);
-                self.batch.marks.push(Mark::Advance { stream: s.info.key.clone(), checkpoint: mark });
+                self.batch.marks.push(Mark::Advance {
+                    stream: s.info.key.clone(),
+                    checkpoint: mark,
+                });
             }
             s.touched = false;
-            self.batch.marks.push(Mark::Remove { stream: s.info.key.clone() });
+            self.batch.marks.push(Mark::Remove {
+                stream: s.info.key.clone(),
+            });
             self.batch_started.get_or_insert_with(Instant::now);
             self.by_key.remove(&s.key);
         }
@@ -960,17 +1104,25 @@ impl Tailer {
         let stats_before = s.merger.stats();
         let _ = stats_before;
         for rec in self.records.drain(..) {
-            if let Some(limit) = s.suppress_until {
-                if rec.end <= limit {
-                    self.metrics
-                        .replayed_suppressed
-                        .get_or_create(&SourceLabels { source: src.id.clone() })
-                        .inc();
-                    continue;
-                }
+            if let Some(limit) = s.suppress_until
+                && rec.end <= limit
+            {
+                self.metrics
+                    .replayed_suppressed
+                    .get_or_create(&SourceLabels {
+                        source: src.id.clone(),
+                    })
+                    .inc();
+                continue;
             }
             let (fp, path) = seg_identity(s, rec.start.seg);
-            let id = event_id(&self.params.cluster, &self.params.node, &s.info.key, fp, rec.start.offset);
+            let id = event_id(
+                &self.params.cluster,
+                &self.params.node,
+                &s.info.key,
+                fp,
+                rec.start.offset,
+            );
             self.batch.bytes += rec.message.len();
             self.batch.events.push(Event {
                 stream: s.info.clone(),
@@ -1001,7 +1153,8 @@ impl Tailer {
 
     fn mark_all_touched(&mut self) {
         for s in &mut self.streams {
-            if !s.removed && (!s.segs.is_empty() || !s.metas.is_empty()) {
+            // A stream still waiting for its checkpoint keeps the loaded one.
+            if !s.removed && s.pending_cp.is_none() && (!s.segs.is_empty() || !s.metas.is_empty()) {
                 s.touched = true;
             }
         }
@@ -1010,9 +1163,12 @@ impl Tailer {
     /// Cuts the current batch (with a mark for every touched stream) and sends it.
     fn cut_and_send(&mut self, out: &mut dyn BatchOut) -> bool {
         for s in &mut self.streams {
-            if s.touched && !s.removed {
+            if s.touched && !s.removed && s.pending_cp.is_none() {
                 let checkpoint = snapshot(s);
-                self.batch.marks.push(Mark::Advance { stream: s.info.key.clone(), checkpoint });
+                self.batch.marks.push(Mark::Advance {
+                    stream: s.info.key.clone(),
+                    checkpoint,
+                });
                 s.touched = false;
             }
         }
@@ -1040,20 +1196,44 @@ impl Tailer {
             e.unterminated += st.unterminated;
         }
         for (si, st) in per_source {
-            let labels = SourceLabels { source: self.params.sources[si].id.clone() };
-            set_counter(&self.metrics.partials_merged.get_or_create_owned(&labels), st.partials_merged);
-            set_counter(&self.metrics.multiline_merged.get_or_create_owned(&labels), st.multiline_merged);
-            set_counter(&self.metrics.truncated.get_or_create_owned(&labels), st.truncated);
-            set_counter(&self.metrics.invalid_lines.get_or_create_owned(&labels), st.invalid_lines);
-            set_counter(&self.metrics.unterminated.get_or_create_owned(&labels), st.unterminated);
+            let labels = SourceLabels {
+                source: self.params.sources[si].id.clone(),
+            };
+            set_counter(
+                &self.metrics.partials_merged.get_or_create_owned(&labels),
+                st.partials_merged,
+            );
+            set_counter(
+                &self.metrics.multiline_merged.get_or_create_owned(&labels),
+                st.multiline_merged,
+            );
+            set_counter(
+                &self.metrics.truncated.get_or_create_owned(&labels),
+                st.truncated,
+            );
+            set_counter(
+                &self.metrics.invalid_lines.get_or_create_owned(&labels),
+                st.invalid_lines,
+            );
+            set_counter(
+                &self.metrics.unterminated.get_or_create_owned(&labels),
+                st.unterminated,
+            );
         }
     }
 
     fn update_lag(&mut self, idx: usize) {
         let s = &self.streams[idx];
-        let lag: u64 = s.segs.iter().map(|g| g.size_seen.saturating_sub(g.offset)).sum();
+        let lag: u64 = s
+            .segs
+            .iter()
+            .map(|g| g.size_seen.saturating_sub(g.offset))
+            .sum();
         s.metrics.lag_bytes.set(lag as i64);
-        let labels = StreamLabels { source: self.params.sources[s.source].id.clone(), stream: s.info.key.to_string() };
+        let labels = StreamLabels {
+            source: self.params.sources[s.source].id.clone(),
+            stream: s.info.key.to_string(),
+        };
         if lag > 0 && s.last_acked_ts_ns > 0 {
             let age = (now_ns() - s.last_acked_ts_ns).max(0) as f64 / 1e9;
             self.metrics.lag_seconds.get_or_create(&labels).set(age);
@@ -1078,9 +1258,19 @@ fn pod_container_dir(kind: &SourceKind, pc: &PodContainer) -> PathBuf {
     }
 }
 
+thread_local! {
+    /// Set when a listed file vanished before it was opened (the tailer is single-threaded).
+    static RACED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn open_segment(s: &mut Stream, f: &Found, gz: bool) -> Option<Segment> {
     let file = match File::open(&f.path) {
         Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Renamed or gzipped between listing and opening: the caller scans again.
+            RACED.with(|r| r.set(true));
+            return None;
+        }
         Err(e) => {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot open log file");
             return None;
@@ -1118,9 +1308,15 @@ fn open_segment(s: &mut Stream, f: &Found, gz: bool) -> Option<Segment> {
 /// (unless the stream is new), and renumbers serials so they stay in chain order.
 fn insert_in_order(s: &mut Stream, seg: Segment, fresh: bool) {
     let min = if fresh || !front_started(s) { 0 } else { 1 };
+    // A segment still named live but already rotated was live before this file existed: it is
+    // older. Only the current live file and rotated files with a later stamp are newer.
     let mut at = s.segs.len();
     for (i, g) in s.segs.iter().enumerate().skip(min) {
-        if seg.name < g.name {
+        let newer = match &g.name {
+            SegmentName::Live => !g.rotated,
+            SegmentName::Rotated { .. } => seg.name < g.name,
+        };
+        if newer {
             at = i;
             break;
         }
@@ -1151,10 +1347,11 @@ fn renumber(s: &mut Stream) {
         g.serial = s.next_serial;
         s.next_serial += 1;
     }
-    if !keep_front {
-        if let Some(front) = s.segs.front() {
-            s.frontier = Pos { seg: front.serial, offset: front.offset };
-        }
+    if !keep_front && let Some(front) = s.segs.front() {
+        s.frontier = Pos {
+            seg: front.serial,
+            offset: front.offset,
+        };
     }
 }
 
@@ -1165,13 +1362,19 @@ fn find_renamed(s: &mut Stream, path: &Path, pos: &SegmentPos) -> Option<Segment
         if m.is_file() && m.dev() == pos.dev && m.ino() == pos.inode {
             let f = Found {
                 path: e.path(),
-                name: SegmentName::Rotated { stamp: String::new(), gz: false },
+                name: SegmentName::Rotated {
+                    stamp: String::new(),
+                    gz: false,
+                },
                 dev: m.dev(),
                 inode: m.ino(),
                 size: m.len(),
             };
             let mut seg = open_segment(s, &f, false)?;
-            seg.name = SegmentName::Rotated { stamp: String::new(), gz: false };
+            seg.name = SegmentName::Rotated {
+                stamp: String::new(),
+                gz: false,
+            };
             if seg.fp == Some(pos.fingerprint) {
                 return Some(seg);
             }
@@ -1185,7 +1388,9 @@ fn resume_valid(seg: &Segment, pos: &SegmentPos) -> bool {
         return true;
     }
     match &seg.reader {
-        Some(SegReader::Plain(f)) => fingerprint::before(f, pos.offset).ok() == Some(pos.before_hash),
+        Some(SegReader::Plain(f)) => {
+            fingerprint::before(f, pos.offset).ok() == Some(pos.before_hash)
+        }
         // Gzip segments are validated by their fingerprint only.
         _ => true,
     }
@@ -1197,7 +1402,10 @@ fn seek_segment(seg: &mut Segment, offset: u64) -> io::Result<()> {
         Some(SegReader::Gz(dec)) => {
             let skipped = io::copy(&mut (&mut **dec).take(offset), &mut io::sink())?;
             if skipped < offset {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "gzip segment shorter than checkpoint"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "gzip segment shorter than checkpoint",
+                ));
             }
             seg.offset = offset;
         }
@@ -1239,18 +1447,41 @@ fn process_chunk(
         match memchr::memchr(b'\n', &data[pos..]) {
             Some(i) => {
                 let end_idx = pos + i;
-                let end = Pos { seg: serial, offset: chunk_start + end_idx as u64 + 1 };
+                let end = Pos {
+                    seg: serial,
+                    offset: chunk_start + end_idx as u64 + 1,
+                };
                 let start = s.frontier;
                 if s.carry.is_empty() && !s.carry_cut {
                     let bytes = &data[pos..end_idx];
                     let cut = bytes.len() > max;
                     let bytes = if cut { &bytes[..max] } else { bytes };
-                    s.merger.push(RawLine { bytes, start, end, cut }, now_ms, read_ns, out);
+                    s.merger.push(
+                        RawLine {
+                            bytes,
+                            start,
+                            end,
+                            cut,
+                        },
+                        now_ms,
+                        read_ns,
+                        out,
+                    );
                 } else {
                     append_bounded(&mut s.carry, &mut s.carry_cut, &data[pos..end_idx], max);
                     let carry = std::mem::take(&mut s.carry);
                     let cut = std::mem::take(&mut s.carry_cut);
-                    s.merger.push(RawLine { bytes: &carry, start, end, cut }, now_ms, read_ns, out);
+                    s.merger.push(
+                        RawLine {
+                            bytes: &carry,
+                            start,
+                            end,
+                            cut,
+                        },
+                        now_ms,
+                        read_ns,
+                        out,
+                    );
                     s.carry = carry;
                     s.carry.clear();
                 }
@@ -1326,7 +1557,10 @@ fn seg_pos(s: &Stream, p: Pos) -> SegmentPos {
 /// The checkpoint of a stream as of now: resume at the oldest unfinished record, acknowledge
 /// up to the frontier.
 fn snapshot(s: &Stream) -> StreamCheckpoint {
-    let resume = s.merger.oldest_pending().map_or(s.frontier, |p| p.min(s.frontier));
+    let resume = s
+        .merger
+        .oldest_pending()
+        .map_or(s.frontier, |p| p.min(s.frontier));
     StreamCheckpoint {
         resume: seg_pos(s, resume),
         acked: seg_pos(s, s.frontier),
@@ -1336,7 +1570,10 @@ fn snapshot(s: &Stream) -> StreamCheckpoint {
 }
 
 fn prune_metas(s: &mut Stream) {
-    let oldest = s.merger.oldest_pending().map_or(s.frontier.seg, |p| p.seg.min(s.frontier.seg));
+    let oldest = s
+        .merger
+        .oldest_pending()
+        .map_or(s.frontier.seg, |p| p.seg.min(s.frontier.seg));
     while s.metas.front().is_some_and(|m| m.serial < oldest) {
         s.metas.pop_front();
     }

@@ -30,21 +30,36 @@ impl KubeletWriter {
     fn new(pods: &Path, pod: &str, container: &str) -> Self {
         let dir = pods.join(format!("ns_{pod}_uid-{pod}")).join(container);
         fs::create_dir_all(&dir).unwrap();
-        let file = OpenOptions::new().create(true).append(true).open(dir.join("0.log")).unwrap();
-        KubeletWriter { dir, stream_tag: format!("{pod}/{container}"), next: 0, rotations: 0, file, open_partial: false }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("0.log"))
+            .unwrap();
+        KubeletWriter {
+            dir,
+            stream_tag: format!("{pod}/{container}"),
+            next: 0,
+            rotations: 0,
+            file,
+            open_partial: false,
+        }
     }
 
     fn line(&mut self, partial_split: bool) {
         let msg = format!("{} seq={:08}", self.stream_tag, self.next);
-        let ts = format!("2026-11-26T10:00:{:02}.{:09}Z", (self.next / 1_000_000_000) % 60, self.next % 1_000_000_000);
+        let ts = format!(
+            "2026-11-26T10:00:{:02}.{:09}Z",
+            (self.next / 1_000_000_000) % 60,
+            self.next % 1_000_000_000
+        );
         if partial_split {
             let (a, b) = msg.split_at(msg.len() / 2);
-            write!(self.file, "{ts} stdout P {a}\n").unwrap();
+            writeln!(self.file, "{ts} stdout P {a}").unwrap();
             self.open_partial = true;
-            write!(self.file, "{ts} stdout F {b}\n").unwrap();
+            writeln!(self.file, "{ts} stdout F {b}").unwrap();
             self.open_partial = false;
         } else {
-            write!(self.file, "{ts} stdout F {msg}\n").unwrap();
+            writeln!(self.file, "{ts} stdout F {msg}").unwrap();
         }
         self.next += 1;
     }
@@ -61,8 +76,16 @@ impl KubeletWriter {
     fn rotate(&mut self, keep: usize) {
         self.rotations += 1;
         let stamp = format!("20261126-{:06}", self.rotations);
-        fs::rename(self.dir.join("0.log"), self.dir.join(format!("0.log.{stamp}"))).unwrap();
-        self.file = OpenOptions::new().create(true).append(true).open(self.dir.join("0.log")).unwrap();
+        fs::rename(
+            self.dir.join("0.log"),
+            self.dir.join(format!("0.log.{stamp}")),
+        )
+        .unwrap();
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("0.log"))
+            .unwrap();
         self.gzip_previous();
         self.prune(keep);
     }
@@ -72,14 +95,24 @@ impl KubeletWriter {
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("0.log."))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("0.log.")
+            })
             .collect();
         v.sort();
         v
     }
 
     fn gzip_previous(&mut self) {
-        let plain: Vec<PathBuf> = self.rotated().into_iter().filter(|p| p.extension().is_none_or(|e| e != "gz")).collect();
+        let plain: Vec<PathBuf> = self
+            .rotated()
+            .into_iter()
+            .filter(|p| p.extension().is_none_or(|e| e != "gz"))
+            .collect();
         // All but the newest rotated plain segment get compressed.
         if plain.len() < 2 {
             return;
@@ -108,7 +141,11 @@ impl KubeletWriter {
     fn copytruncate(&mut self) {
         self.rotations += 1;
         let stamp = format!("20261126-{:06}", self.rotations);
-        fs::copy(self.dir.join("0.log"), self.dir.join(format!("0.log.{stamp}"))).unwrap();
+        fs::copy(
+            self.dir.join("0.log"),
+            self.dir.join(format!("0.log.{stamp}")),
+        )
+        .unwrap();
         self.file.set_len(0).unwrap();
     }
 }
@@ -120,7 +157,9 @@ fn config(root: &Path, out: &Path) -> CollectorConfig {
         data_dir: root.join("data"),
         sources: vec![SourceConfig {
             id: "pods".into(),
-            kind: SourceKind::Kubernetes { pods_dir: root.join("pods") },
+            kind: SourceKind::Kubernetes {
+                pods_dir: root.join("pods"),
+            },
             parse: ParseConfig {
                 format: LineFormat::Container,
                 max_record_bytes: 1 << 20,
@@ -129,7 +168,13 @@ fn config(root: &Path, out: &Path) -> CollectorConfig {
                 json_level: true,
             },
         }],
-        sinks: vec![SinkConfig { id: "out".into(), inputs: vec!["pods".into()], kind: SinkKind::File { path: out.to_owned() } }],
+        sinks: vec![SinkConfig {
+            id: "out".into(),
+            inputs: vec!["pods".into()],
+            kind: SinkKind::File {
+                path: out.to_owned(),
+            },
+        }],
         telemetry: TelemetryConfig { listen: None },
         pipeline: PipelineConfig {
             batch_timeout: Duration::from_millis(20),
@@ -167,17 +212,27 @@ async fn stop(r: Running) {
 fn delivered(out: &Path) -> BTreeMap<String, Vec<u64>> {
     let mut m: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let Ok(text) = fs::read_to_string(out) else { return m };
-    for line in text.lines() {
+    let Ok(text) = fs::read_to_string(out) else {
+        return m;
+    };
+    // The sink may be mid-write: only complete lines count.
+    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let msg = v["message"].as_str().unwrap();
         let (tag, seq) = msg.split_once(" seq=").unwrap();
-        m.entry(tag.to_owned()).or_default().push(seq.parse().unwrap());
-        seqs.entry(tag.to_owned()).or_default().push(v["event"]["sequence"].as_u64().unwrap());
+        m.entry(tag.to_owned())
+            .or_default()
+            .push(seq.parse().unwrap());
+        seqs.entry(tag.to_owned())
+            .or_default()
+            .push(v["event"]["sequence"].as_u64().unwrap());
     }
     for (tag, s) in &seqs {
         for (i, w) in s.iter().enumerate() {
-            assert_eq!(*w, i as u64, "event.sequence of {tag} has a gap or duplicate at {i}");
+            assert_eq!(
+                *w, i as u64,
+                "event.sequence of {tag} has a gap or duplicate at {i}"
+            );
         }
     }
     m
@@ -187,7 +242,9 @@ async fn wait_all(out: &Path, writers: &[&KubeletWriter]) -> BTreeMap<String, Ve
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let d = delivered(out);
-        let done = writers.iter().all(|w| d.get(&w.stream_tag).map_or(0, Vec::len) as u64 >= w.next);
+        let done = writers
+            .iter()
+            .all(|w| d.get(&w.stream_tag).map_or(0, Vec::len) as u64 >= w.next);
         if done || Instant::now() > deadline {
             return d;
         }
@@ -199,7 +256,11 @@ fn assert_exact(d: &BTreeMap<String, Vec<u64>>, w: &KubeletWriter) {
     let got = d.get(&w.stream_tag).cloned().unwrap_or_default();
     let want: Vec<u64> = (0..w.next).collect();
     if got != want {
-        let first_bad = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+        let first_bad = got
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
         panic!(
             "{}: got {} records, want {}; first difference at index {first_bad}: got {:?} want {:?}",
             w.stream_tag,
@@ -252,15 +313,19 @@ async fn partial_line_at_restart_is_completed_not_duplicated() {
     let mut a = KubeletWriter::new(&pods, "a", "app");
     a.write(10, 0);
     // An unfinished P chunk is in the file when the collector stops.
-    write!(a.file, "2026-11-26T10:00:00.000000001Z stdout P a/app se\n").unwrap();
-    write!(a.file, "2026-11-26T10:00:00.000000001Z stderr F interleaved\n").unwrap();
+    writeln!(a.file, "2026-11-26T10:00:00.000000001Z stdout P a/app se").unwrap();
+    writeln!(
+        a.file,
+        "2026-11-26T10:00:00.000000001Z stderr F interleaved"
+    )
+    .unwrap();
     a.file.flush().unwrap();
     let r = start(config(root.path(), &out));
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop(r).await;
     // The final chunk arrives in the next segment, after a rotation.
     a.rotate(5);
-    write!(a.file, "2026-11-26T10:00:00.000000002Z stdout F q=00000010\n").unwrap();
+    writeln!(a.file, "2026-11-26T10:00:00.000000002Z stdout F q=00000010").unwrap();
     a.next += 1;
     a.write(5, 0);
     let r = start(config(root.path(), &out));
@@ -278,7 +343,11 @@ fn delivered_filtered(out: &Path) -> Vec<u64> {
         .lines()
         .filter_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["message"].as_str().unwrap().split_once(" seq=").map(|(_, s)| s.parse().unwrap())
+            v["message"]
+                .as_str()
+                .unwrap()
+                .split_once(" seq=")
+                .map(|(_, s)| s.parse().unwrap())
         })
         .collect()
 }
@@ -351,6 +420,44 @@ proptest! {
             if let Some(run) = r.take() { stop(run).await; }
             assert_exact(&d, &a);
         });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_duplicate_at_restart() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    for _ in 0..10 {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("out.ndjson");
+        let pods = root.path().join("pods");
+        let mut a = KubeletWriter::new(&pods, "a", "app");
+        let r = start(config(root.path(), &out));
+        tokio::time::sleep(Duration::from_millis(46)).await;
+        a.rotate(100);
+        a.write(139, 0);
+        a.write(34, 2);
+        tokio::time::sleep(Duration::from_millis(71)).await;
+        a.write(105, 0);
+        a.rotate(100);
+        a.write(72, 0);
+        stop(r).await;
+        let cp = fs::read_to_string(root.path().join("data/checkpoints.json")).unwrap_or_default();
+        let r = start(config(root.path(), &out));
+        a.rotate(100);
+        a.rotate(100);
+        tokio::time::sleep(Duration::from_millis(99)).await;
+        a.write(67, 2);
+        a.rotate(100);
+        let d = wait_all(&out, &[&a]).await;
+        stop(r).await;
+        let got = d.get(&a.stream_tag).cloned().unwrap_or_default();
+        if got != (0..a.next).collect::<Vec<_>>() {
+            eprintln!("checkpoint after first stop: {cp}");
+            for e in fs::read_dir(a.dir.clone()).unwrap() {
+                eprintln!("{:?}", e.unwrap().path());
+            }
+        }
+        assert_exact(&d, &a);
     }
 }
 

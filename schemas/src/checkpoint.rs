@@ -59,14 +59,21 @@ pub struct SegmentPos {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("checkpoint is not valid json at line {line} column {column}: {message}")]
-    Syntax { line: usize, column: usize, message: String },
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("checkpoint has version {found}, this build reads version {expected}")]
     Version { found: u32, expected: u32 },
 }
 
 impl Checkpoint {
     pub fn new() -> Self {
-        Checkpoint { version: CHECKPOINT_VERSION, streams: BTreeMap::new() }
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            streams: BTreeMap::new(),
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -87,7 +94,10 @@ impl Checkpoint {
         };
         let v: VersionOnly = serde_json::from_slice(bytes).map_err(syntax)?;
         if v.version != CHECKPOINT_VERSION {
-            return Err(CheckpointError::Version { found: v.version, expected: CHECKPOINT_VERSION });
+            return Err(CheckpointError::Version {
+                found: v.version,
+                expected: CHECKPOINT_VERSION,
+            });
         }
         serde_json::from_slice(bytes).map_err(syntax)
     }
@@ -114,7 +124,12 @@ mod tests {
         let mut c = Checkpoint::new();
         c.streams.insert(
             "k8s/ns/pod/uid/ctr/0".into(),
-            StreamCheckpoint { resume: pos(10), acked: pos(20), next_sequence: 3, finished: vec![1, 2] },
+            StreamCheckpoint {
+                resume: pos(10),
+                acked: pos(20),
+                next_sequence: 3,
+                finished: vec![1, 2],
+            },
         );
         assert_eq!(Checkpoint::decode(&c.encode()).unwrap(), c);
     }
@@ -122,13 +137,19 @@ mod tests {
     #[test]
     fn unknown_version_is_rejected() {
         let err = Checkpoint::decode(br#"{"version": 99, "streams": {}}"#).unwrap_err();
-        assert!(matches!(err, CheckpointError::Version { found: 99, .. }), "{err}");
+        assert!(
+            matches!(err, CheckpointError::Version { found: 99, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn garbage_is_a_positioned_error() {
         let err = Checkpoint::decode(b"{\"version\": 1,\n \"streams\": [").unwrap_err();
-        assert!(matches!(err, CheckpointError::Syntax { line: 2, .. }), "{err}");
+        assert!(
+            matches!(err, CheckpointError::Syntax { line: 2, .. }),
+            "{err}"
+        );
     }
 
     proptest::proptest! {

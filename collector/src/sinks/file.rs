@@ -10,7 +10,12 @@ use std::path::PathBuf;
 #[derive(Debug)]
 enum Target {
     /// `file` sink. Reopened when the path stops naming the open file (someone rotated it).
-    File { path: PathBuf, file: Option<File>, len_before: u64, dev_ino: (u64, u64) },
+    File {
+        path: PathBuf,
+        file: Option<File>,
+        len_before: u64,
+        dev_ino: (u64, u64),
+    },
     Stdout,
 }
 
@@ -23,15 +28,31 @@ pub struct FileSink {
 
 impl FileSink {
     pub fn file(name: String, path: PathBuf) -> Self {
-        FileSink { name, target: Target::File { path, file: None, len_before: 0, dev_ino: (0, 0) }, buf: Vec::new() }
+        FileSink {
+            name,
+            target: Target::File {
+                path,
+                file: None,
+                len_before: 0,
+                dev_ino: (0, 0),
+            },
+            buf: Vec::new(),
+        }
     }
 
     pub fn stdout(name: String) -> Self {
-        FileSink { name, target: Target::Stdout, buf: Vec::new() }
+        FileSink {
+            name,
+            target: Target::Stdout,
+            buf: Vec::new(),
+        }
     }
 
     fn err_write(&self, source: std::io::Error) -> SinkError {
-        SinkError::Write { sink: self.name.clone(), source }
+        SinkError::Write {
+            sink: self.name.clone(),
+            source,
+        }
     }
 }
 
@@ -60,9 +81,15 @@ impl Sink for FileSink {
         match &mut self.target {
             Target::Stdout => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(&self.buf).map_err(|source| SinkError::Write { sink: name, source })?;
+                out.write_all(&self.buf)
+                    .map_err(|source| SinkError::Write { sink: name, source })?;
             }
-            Target::File { path, file, len_before, dev_ino } => {
+            Target::File {
+                path,
+                file,
+                len_before,
+                dev_ino,
+            } => {
                 // Rotate-safe: if the path now names another file (or none), reopen it.
                 let current = std::fs::metadata(&*path).ok().map(|m| (m.dev(), m.ino()));
                 if file.is_none() || current != Some(*dev_ino) {
@@ -71,13 +98,17 @@ impl Sink for FileSink {
                         path: path.display().to_string(),
                         source,
                     })?;
-                    let m = f.metadata().map_err(|source| SinkError::Write { sink: name.clone(), source })?;
+                    let m = f.metadata().map_err(|source| SinkError::Write {
+                        sink: name.clone(),
+                        source,
+                    })?;
                     *dev_ino = (m.dev(), m.ino());
                     *file = Some(f);
                 }
                 let Some(f) = file.as_mut() else { return Ok(0) };
                 *len_before = f.metadata().map(|m| m.len()).unwrap_or(0);
-                f.write_all(&self.buf).map_err(|source| SinkError::Write { sink: name, source })?;
+                f.write_all(&self.buf)
+                    .map_err(|source| SinkError::Write { sink: name, source })?;
             }
         }
         Ok(n)
@@ -85,15 +116,26 @@ impl Sink for FileSink {
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         match &mut self.target {
-            Target::Stdout => std::io::stdout().lock().flush().map_err(|e| self.err_write(e)),
+            Target::Stdout => std::io::stdout()
+                .lock()
+                .flush()
+                .map_err(|e| self.err_write(e)),
             Target::File { file: Some(f), .. } => f.sync_data().map_err(|e| self.err_write(e)),
             Target::File { file: None, .. } => Ok(()),
         }
     }
 
     async fn rollback(&mut self) -> Result<(), SinkError> {
-        if let Target::File { file: Some(f), len_before, .. } = &mut self.target {
-            f.set_len(*len_before).map_err(|e| SinkError::Write { sink: self.name.clone(), source: e })?;
+        if let Target::File {
+            file: Some(f),
+            len_before,
+            ..
+        } = &mut self.target
+        {
+            f.set_len(*len_before).map_err(|e| SinkError::Write {
+                sink: self.name.clone(),
+                source: e,
+            })?;
         }
         Ok(())
     }

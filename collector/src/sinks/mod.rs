@@ -12,9 +12,16 @@ use std::future::Future;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("sink {sink}: cannot open {path}: {source}")]
-    Open { sink: String, path: String, source: std::io::Error },
+    Open {
+        sink: String,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("sink {sink}: write failed: {source}")]
-    Write { sink: String, source: std::io::Error },
+    Write {
+        sink: String,
+        source: std::io::Error,
+    },
 }
 
 /// A destination of records.
@@ -22,7 +29,11 @@ pub trait Sink: Send + 'static {
     fn name(&self) -> &str;
     /// Hands a batch to the sink (events of sources this sink does not take are skipped by
     /// `accepts`). Not yet durable.
-    fn write(&mut self, batch: &Batch, accepts: &[bool]) -> impl Future<Output = Result<usize, SinkError>> + Send;
+    fn write(
+        &mut self,
+        batch: &Batch,
+        accepts: &[bool],
+    ) -> impl Future<Output = Result<usize, SinkError>> + Send;
     /// Makes everything written so far durable. Batches written before are acknowledged when
     /// this returns Ok.
     fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
