@@ -26,9 +26,16 @@ pub struct StreamInfo {
     /// writes only what changes per record.
     shared_json: String,
     dataset_json: String,
+    /// Hash of (cluster, node, stream): the seed of every event id of the stream.
+    id_seed: u64,
 }
 
 impl StreamInfo {
+    /// The deterministic event id of a record of this stream.
+    pub fn event_id(&self, fingerprint: u64, offset: u64) -> u64 {
+        event_id_seeded(self.id_seed, fingerprint, offset)
+    }
+
     pub fn new(
         source: usize,
         key: Arc<str>,
@@ -50,7 +57,9 @@ impl StreamInfo {
             json_str(&node)
         );
         let dataset_json = json_str(&dataset);
+        let id_seed = id_seed(&cluster, &node, &key);
         StreamInfo {
+            id_seed,
             source,
             key,
             kubernetes,
@@ -131,32 +140,51 @@ impl Event {
     }
 
     /// Appends the record as one line of JSON (with `\n`). Same bytes as serialising
-    /// [`Event::to_record`] with serde_json, faster.
+    /// [`Event::to_record`] with serde_json; see [`JsonEncoder`] for the fast path.
     pub fn encode_json(&self, out: &mut Vec<u8>) {
-        let mut ts = String::with_capacity(32);
-        nevermore_parse::time::format_rfc3339(self.timestamp_ns, &mut ts);
+        JsonEncoder::default().encode(self, out);
+    }
+}
+
+/// Encodes events as NDJSON, remembering the last formatted second (records of a batch mostly
+/// share it).
+#[derive(Debug, Default)]
+pub struct JsonEncoder {
+    last_sec: Option<i64>,
+    ts: [u8; 30],
+}
+
+impl JsonEncoder {
+    pub fn encode(&mut self, ev: &Event, out: &mut Vec<u8>) {
+        let secs = ev.timestamp_ns.div_euclid(1_000_000_000);
+        if self.last_sec != Some(secs) {
+            nevermore_parse::time::write_seconds(secs, &mut self.ts);
+            self.ts[29] = b'Z';
+            self.last_sec = Some(secs);
+        }
+        nevermore_parse::time::put_digits(&mut self.ts[20..29], ev.timestamp_ns.rem_euclid(1_000_000_000));
         out.extend_from_slice(b"{\"@timestamp\":\"");
-        out.extend_from_slice(ts.as_bytes());
+        out.extend_from_slice(&self.ts);
         out.extend_from_slice(b"\",\"message\":");
-        let _ = serde_json::to_writer(&mut *out, &self.message);
-        match self.std {
+        push_json_str(out, &ev.message);
+        match ev.std {
             Some(StdStream::Stdout) => out.extend_from_slice(b",\"stream\":\"stdout\""),
             Some(StdStream::Stderr) => out.extend_from_slice(b",\"stream\":\"stderr\""),
             None => {}
         }
         out.extend_from_slice(b",\"log\":{");
-        if let Some(level) = self.level {
+        if let Some(level) = ev.level {
             out.extend_from_slice(b"\"level\":\"");
             out.extend_from_slice(level.as_str().as_bytes());
             out.extend_from_slice(b"\",");
         }
         out.extend_from_slice(b"\"file\":{\"path\":");
-        out.extend_from_slice(self.path.json.as_bytes());
+        out.extend_from_slice(ev.path.json.as_bytes());
         out.extend_from_slice(b"},\"offset\":");
-        push_u64(out, self.offset);
-        if !self.flags.is_empty() {
+        push_u64(out, ev.offset);
+        if !ev.flags.is_empty() {
             out.extend_from_slice(b",\"flags\":[");
-            for (i, f) in self.flags.iter().enumerate() {
+            for (i, f) in ev.flags.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -167,24 +195,39 @@ impl Event {
             out.push(b']');
         }
         out.extend_from_slice(b"},");
-        out.extend_from_slice(self.stream.shared_json.as_bytes());
+        out.extend_from_slice(ev.stream.shared_json.as_bytes());
         out.extend_from_slice(b",\"event\":{\"id\":\"");
-        let _ = write!(HexOut(out), "{:016x}", self.id);
+        push_hex16(out, ev.id);
         out.extend_from_slice(b"\",\"sequence\":");
-        push_u64(out, self.sequence);
+        push_u64(out, ev.sequence);
         out.extend_from_slice(b",\"dataset\":");
-        out.extend_from_slice(self.stream.dataset_json.as_bytes());
+        out.extend_from_slice(ev.stream.dataset_json.as_bytes());
         out.extend_from_slice(b"}}\n");
     }
 }
 
-struct HexOut<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for HexOut<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
+/// A JSON string. Most log lines need no escaping: check that with a loop the compiler
+/// vectorises, and copy them whole.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    let needs = b.iter().fold(false, |acc, &c| acc | (c < 0x20) | (c == b'"') | (c == b'\\'));
+    if needs {
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
+        out.reserve(b.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
     }
+}
+
+fn push_hex16(out: &mut Vec<u8>, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    for (i, c) in buf.iter_mut().enumerate() {
+        *c = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out.extend_from_slice(&buf);
 }
 
 fn push_u64(out: &mut Vec<u8>, v: u64) {
@@ -222,14 +265,24 @@ impl DigitBuf {
 
 /// The deterministic event id: hash of (cluster, node, stream, segment fingerprint, offset).
 pub fn event_id(cluster: &str, node: &str, stream: &str, fingerprint: u64, offset: u64) -> u64 {
+    event_id_seeded(id_seed(cluster, node, stream), fingerprint, offset)
+}
+
+/// The per-stream part of the id, computed once per stream.
+fn id_seed(cluster: &str, node: &str, stream: &str) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for part in [cluster, node, stream] {
         h.update(&(part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
-    h.update(&fingerprint.to_le_bytes());
-    h.update(&offset.to_le_bytes());
     h.digest()
+}
+
+fn event_id_seeded(seed: u64, fingerprint: u64, offset: u64) -> u64 {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&fingerprint.to_le_bytes());
+    b[8..].copy_from_slice(&offset.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64_with_seed(&b, seed)
 }
 
 /// What the acknowledgement of a batch commits for one stream.
@@ -329,6 +382,33 @@ mod tests {
             prop_assert_eq!(out.last(), Some(&b'\n'));
             let expected = serde_json::to_vec(&ev.to_record()).unwrap();
             prop_assert_eq!(String::from_utf8_lossy(&out[..out.len() - 1]), String::from_utf8_lossy(&expected));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn one_encoder_for_many_events_equals_serde(ts in proptest::collection::vec(0i64..4_000_000_000_000_000_000, 1..20), spread in 0i64..3_000_000_000) {
+            let mut enc = JsonEncoder::default();
+            let mut t = ts[0];
+            for (i, extra) in ts.iter().enumerate() {
+                t += extra % spread.max(1);
+                let ev = Event {
+                    stream: info(true),
+                    path: Arc::new(SegmentPath::new("p".into())),
+                    timestamp_ns: t,
+                    std: None,
+                    message: format!("line {i} \"quoted\" \u{7}"),
+                    level: None,
+                    flags: Flags::default(),
+                    offset: i as u64,
+                    sequence: i as u64,
+                    id: *extra as u64,
+                };
+                let mut out = Vec::new();
+                enc.encode(&ev, &mut out);
+                let expected = serde_json::to_vec(&ev.to_record()).unwrap();
+                prop_assert_eq!(&out[..out.len() - 1], &expected[..]);
+            }
         }
     }
 

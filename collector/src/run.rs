@@ -11,7 +11,7 @@
 //! and the log files on disk are the buffer.
 
 use crate::checkpoint;
-use crate::config::{CollectorConfig, LineFormat, SinkKind, SourceKind};
+use crate::config::{CollectorConfig, SinkKind, SourceKind};
 use crate::event::{Batch, Mark};
 use crate::metrics::{Metrics, SinkLabels};
 use crate::sinks::{Sink, file::FileSink};
@@ -191,15 +191,8 @@ impl BatchOut for TailerOut {
 fn build_sources(cfg: &CollectorConfig) -> Result<Vec<SourceRuntime>, RunError> {
     let mut out = Vec::new();
     for s in &cfg.sources {
-        let format = match s.parse.format {
-            LineFormat::Container => nevermore_parse::LineFormat::Container,
-            LineFormat::Cri => nevermore_parse::LineFormat::Cri,
-            LineFormat::Docker => nevermore_parse::LineFormat::Docker,
-            LineFormat::Plain => nevermore_parse::LineFormat::Plain,
-            LineFormat::Json => nevermore_parse::LineFormat::Json,
-        };
         let merger = MergerConfig {
-            format,
+            format: s.parse.format,
             max_record_bytes: s.parse.max_record_bytes,
             partial_timeout_ms: s.parse.partial_timeout.as_millis() as u64,
             multiline: s.parse.multiline.as_ref().map(|m| MultilineConfig {

@@ -74,12 +74,25 @@ pub fn parse_rfc3339(b: &[u8]) -> Option<i64> {
 
 /// Appends `ns` as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (always 9 fraction digits, UTC).
 pub fn format_rfc3339(ns: i64, out: &mut String) {
-    let secs = ns.div_euclid(NS_PER_SEC);
-    let frac = ns.rem_euclid(NS_PER_SEC);
+    let buf = rfc3339_bytes(ns);
+    // All bytes are ASCII digits and separators.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+}
+
+/// The 30 ASCII bytes of `format_rfc3339`, for encoders that write bytes.
+pub fn rfc3339_bytes(ns: i64) -> [u8; 30] {
+    let mut buf = [0u8; 30];
+    write_seconds(ns.div_euclid(NS_PER_SEC), &mut buf);
+    put(&mut buf[20..29], ns.rem_euclid(NS_PER_SEC));
+    buf[29] = b'Z';
+    buf
+}
+
+/// Writes `YYYY-MM-DDTHH:MM:SS.` for whole seconds since the epoch into `buf[..20]`.
+pub fn write_seconds(secs: i64, buf: &mut [u8; 30]) {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let mut buf = [0u8; 30];
     // i64 nanoseconds span years 1677..2262, so the year always has 4 digits
     put(&mut buf[0..4], y);
     buf[4] = b'-';
@@ -93,10 +106,11 @@ pub fn format_rfc3339(ns: i64, out: &mut String) {
     buf[16] = b':';
     put(&mut buf[17..19], sod % 60);
     buf[19] = b'.';
-    put(&mut buf[20..29], frac);
-    buf[29] = b'Z';
-    // all bytes written above are ASCII
-    out.extend(buf.iter().map(|&c| c as char));
+}
+
+/// Puts `v` (non-negative) as `dst.len()` zero-padded decimal digits.
+pub fn put_digits(dst: &mut [u8], v: i64) {
+    put(dst, v);
 }
 
 fn put(dst: &mut [u8], mut v: i64) {

@@ -103,18 +103,9 @@ pub enum SourceKind {
     },
 }
 
-/// Line format of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineFormat {
-    /// CRI or docker json-file, detected per line (the `kubernetes_logs` default).
-    Container,
-    Cri,
-    Docker,
-    /// One record per line (the `file` default).
-    Plain,
-    /// One JSON object per line: level taken into `log.level`.
-    Json,
-}
+/// Line format of a source: the parser's own type (`container` = CRI or docker json-file,
+/// detected per line, the `kubernetes_logs` default; `plain` is the `file` default).
+pub use nevermore_parse::LineFormat;
 
 #[derive(Debug, Clone)]
 pub struct ParseConfig {

@@ -1,7 +1,7 @@
 //! NDJSON to a file (or standard output), one record a line, in delivery order.
 
 use super::{Sink, SinkError};
-use crate::event::Batch;
+use crate::event::{Batch, JsonEncoder};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +24,7 @@ pub struct FileSink {
     name: String,
     target: Target,
     buf: Vec<u8>,
+    encoder: JsonEncoder,
 }
 
 impl FileSink {
@@ -37,6 +38,7 @@ impl FileSink {
                 dev_ino: (0, 0),
             },
             buf: Vec::new(),
+            encoder: JsonEncoder::default(),
         }
     }
 
@@ -45,6 +47,7 @@ impl FileSink {
             name,
             target: Target::Stdout,
             buf: Vec::new(),
+            encoder: JsonEncoder::default(),
         }
     }
 
@@ -70,7 +73,7 @@ impl Sink for FileSink {
         let mut n = 0;
         for ev in &batch.events {
             if accepts.get(ev.stream.source).copied().unwrap_or(false) {
-                ev.encode_json(&mut self.buf);
+                self.encoder.encode(ev, &mut self.buf);
                 n += 1;
             }
         }
