@@ -162,7 +162,10 @@ impl JsonEncoder {
             self.ts[29] = b'Z';
             self.last_sec = Some(secs);
         }
-        nevermore_parse::time::put_digits(&mut self.ts[20..29], ev.timestamp_ns.rem_euclid(1_000_000_000));
+        nevermore_parse::time::put_digits(
+            &mut self.ts[20..29],
+            ev.timestamp_ns.rem_euclid(1_000_000_000),
+        );
         out.extend_from_slice(b"{\"@timestamp\":\"");
         out.extend_from_slice(&self.ts);
         out.extend_from_slice(b"\",\"message\":");
@@ -210,7 +213,9 @@ impl JsonEncoder {
 /// vectorises, and copy them whole.
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    let needs = b.iter().fold(false, |acc, &c| acc | (c < 0x20) | (c == b'"') | (c == b'\\'));
+    let needs = b.iter().fold(false, |acc, &c| {
+        acc | (c < 0x20) | (c == b'"') | (c == b'\\')
+    });
     if needs {
         let _ = serde_json::to_writer(&mut *out, s);
     } else {

@@ -680,10 +680,7 @@ impl Tailer {
         let Some((cp, since)) = s.pending_cp.take() else {
             return;
         };
-        let present = s.segs.iter().any(|g| {
-            g.fp == Some(cp.resume.fingerprint)
-                && (g.gz || (g.dev == cp.resume.dev && g.inode == cp.resume.inode) || g.rotated)
-        });
+        let present = s.segs.iter().any(|g| matches_pos(g, &cp.resume));
         if !present && since.elapsed() < patience {
             // Not found yet: look again at the next scan before deciding it is gone.
             s.pending_cp = Some((cp, since));
@@ -709,10 +706,7 @@ impl Tailer {
             closed -= 1;
             renumber(s);
         }
-        let found = s.segs.iter().position(|g| {
-            g.fp == Some(cp.resume.fingerprint)
-                && (g.gz || (g.dev == cp.resume.dev && g.inode == cp.resume.inode) || g.rotated)
-        });
+        let found = s.segs.iter().position(|g| matches_pos(g, &cp.resume));
         match found {
             Some(pos) => {
                 for _ in 0..pos {
@@ -741,7 +735,7 @@ impl Tailer {
                     let acked_serial = s
                         .segs
                         .iter()
-                        .find(|g| g.fp == Some(cp.acked.fingerprint))
+                        .find(|g| matches_pos(g, &cp.acked))
                         .map(|g| g.serial);
                     if valid && let Some(a) = acked_serial {
                         s.suppress_until = Some(Pos {
@@ -756,6 +750,17 @@ impl Tailer {
                 tracing::warn!(stream = %key, path = %cp.resume.path, bytes = lost, "checkpointed segment is gone: its unread bytes are lost");
                 self.metrics.lost("deleted_before_read", lost);
             }
+        }
+        // Nothing was read yet: reading starts at the (possibly new) front segment.
+        let s = &mut self.streams[idx];
+        if s.carry.is_empty()
+            && s.merger.oldest_pending().is_none()
+            && let Some(front) = s.segs.front()
+        {
+            s.frontier = Pos {
+                seg: front.serial,
+                offset: front.offset,
+            };
         }
         self.open_files -= closed;
         self.metrics.open_files.set(self.open_files);
@@ -1164,6 +1169,13 @@ impl Tailer {
     fn cut_and_send(&mut self, out: &mut dyn BatchOut) -> bool {
         for s in &mut self.streams {
             if s.touched && !s.removed && s.pending_cp.is_none() {
+                // A checkpoint that names its segment by content survives renames and gzip.
+                if let Some(front) = s.segs.front_mut()
+                    && front.fp.is_none()
+                    && let Some(SegReader::Plain(f)) = &front.reader
+                {
+                    front.fp = fingerprint::of_file(f, front.rotated).ok().flatten();
+                }
                 let checkpoint = snapshot(s);
                 self.batch.marks.push(Mark::Advance {
                     stream: s.info.key.clone(),
@@ -1381,6 +1393,17 @@ fn find_renamed(s: &mut Stream, path: &Path, pos: &SegmentPos) -> Option<Segment
         }
     }
     None
+}
+
+/// Whether a segment is the one a checkpoint position names: same first-line fingerprint (a
+/// `.gz` or renamed copy qualifies), or, when the fingerprint was not known yet (nothing read),
+/// the same (device, inode).
+fn matches_pos(g: &Segment, pos: &SegmentPos) -> bool {
+    let same_inode = !g.gz && g.dev == pos.dev && g.inode == pos.inode;
+    if pos.fingerprint == 0 {
+        return pos.offset == 0 && same_inode;
+    }
+    g.fp == Some(pos.fingerprint) && (g.gz || same_inode || g.rotated)
 }
 
 fn resume_valid(seg: &Segment, pos: &SegmentPos) -> bool {
