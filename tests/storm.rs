@@ -8,6 +8,8 @@
 //! once). The test collapses those by id, checks each repeat is identical to its first delivery,
 //! and that repeats are bounded by the unacknowledged window.
 
+#![allow(clippy::unwrap_used)]
+
 use flate2::write::GzEncoder;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
