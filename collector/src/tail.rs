@@ -662,8 +662,10 @@ impl Tailer {
                 self.streams[idx].pending_cp = Some((cp, Instant::now()));
             }
         }
+        self.debug_chain(idx, "reconciled");
         if self.streams[idx].pending_cp.is_some() {
             self.apply_checkpoint(idx);
+            self.debug_chain(idx, "applied");
         }
     }
 
@@ -680,8 +682,11 @@ impl Tailer {
         let Some((cp, since)) = s.pending_cp.take() else {
             return;
         };
+        // A position without fingerprint names a segment nothing was read from: only the
+        // finished list matters then (an inode alone may have been reused).
+        let unknown = cp.resume.fingerprint == 0;
         let present = s.segs.iter().any(|g| matches_pos(g, &cp.resume));
-        if !present && since.elapsed() < patience {
+        if !present && !unknown && since.elapsed() < patience {
             // Not found yet: look again at the next scan before deciding it is gone.
             s.pending_cp = Some((cp, since));
             self.last_full_scan = None;
@@ -709,8 +714,11 @@ impl Tailer {
         let found = s.segs.iter().position(|g| matches_pos(g, &cp.resume));
         match found {
             Some(pos) => {
+                // Earlier segments were read: remember them so a rescan does not add them back.
                 for _ in 0..pos {
-                    s.segs.pop_front();
+                    if let Some(done) = s.segs.pop_front() {
+                        remember_finished(s, done.fp, done.stamp().map(str::to_owned));
+                    }
                     closed += 1;
                 }
                 let valid = match s.segs.front() {
@@ -746,9 +754,11 @@ impl Tailer {
                 }
             }
             None => {
-                let lost = cp.resume.size_seen.saturating_sub(cp.resume.offset);
-                tracing::warn!(stream = %key, path = %cp.resume.path, bytes = lost, "checkpointed segment is gone: its unread bytes are lost");
-                self.metrics.lost("deleted_before_read", lost);
+                if !unknown {
+                    let lost = cp.resume.size_seen.saturating_sub(cp.resume.offset);
+                    tracing::warn!(stream = %key, path = %cp.resume.path, bytes = lost, "checkpointed segment is gone: its unread bytes are lost");
+                    self.metrics.lost("deleted_before_read", lost);
+                }
             }
         }
         // Nothing was read yet: reading starts at the (possibly new) front segment.
@@ -769,15 +779,65 @@ impl Tailer {
     // ---- reading -------------------------------------------------------------------------------
 
     /// Reads up to one chunk budget from a stream; returns bytes read.
+    fn debug_chain(&self, idx: usize, what: &str) {
+        if std::env::var_os("NM_DEBUG").is_some() {
+            let s = &self.streams[idx];
+            let segs: Vec<String> = s
+                .segs
+                .iter()
+                .map(|g| {
+                    format!(
+                        "#{} {:?} ino={} off={} rot={} fp={:?}",
+                        g.serial,
+                        g.name,
+                        g.inode,
+                        g.offset,
+                        g.rotated,
+                        g.fp.map(|f| f % 10000)
+                    )
+                })
+                .collect();
+            eprintln!(
+                "{what}: frontier={:?} segs=[{}]",
+                s.frontier,
+                segs.join(" | ")
+            );
+        }
+    }
+
     fn read_stream(&mut self, idx: usize) -> usize {
         let budget = self.params.pipeline.read_chunk_bytes.max(4096);
         let mut total = 0usize;
         let now_ms = self.now_ms();
+        // Waking from idle: the file may have been truncated and rewritten past our offset in
+        // the meantime, which only its head tells.
+        if self.streams[idx].idle {
+            self.check_truncation(idx, true);
+        }
         while total < budget {
             let s = &mut self.streams[idx];
             if s.pending_cp.is_some() {
                 break;
             }
+            let Some(seg) = s.segs.front_mut() else { break };
+            // Nothing read yet: the fingerprint taken at discovery may describe bytes that were
+            // since replaced (truncated and rewritten): take it again from what will be read.
+            if seg.offset == 0
+                && seg.fp.is_some()
+                && !seg.gz
+                && !s.carry_cut
+                && s.carry.is_empty()
+                && let Some(SegReader::Plain(f)) = &seg.reader
+            {
+                let now = fingerprint::of_file(f, seg.rotated).ok().flatten();
+                if now != seg.fp {
+                    let old = seg.fp;
+                    seg.fp = now;
+                    self.adopt_copy(idx, old);
+                    continue;
+                }
+            }
+            let s = &mut self.streams[idx];
             let Some(seg) = s.segs.front_mut() else { break };
             if seg.fp.is_none() {
                 match &seg.reader {
@@ -913,16 +973,7 @@ impl Tailer {
             path: seg.path.clone(),
             size_seen: seg.size_seen,
         });
-        if s.finished_fps.len() >= FINISHED_MEMORY {
-            s.finished_fps.pop_front();
-        }
-        s.finished_fps.push_back(fp);
-        if let Some(stamp) = seg.stamp() {
-            if s.finished_stamps.len() >= FINISHED_MEMORY {
-                s.finished_stamps.pop_front();
-            }
-            s.finished_stamps.push_back(stamp.to_owned());
-        }
+        remember_finished(s, Some(fp), seg.stamp().map(str::to_owned));
         if let Some(next) = s.segs.front() {
             s.frontier = Pos {
                 seg: next.serial,
@@ -944,7 +995,8 @@ impl Tailer {
     fn check_truncation(&mut self, idx: usize, check_head: bool) {
         let s = &mut self.streams[idx];
         let Some(seg) = s.segs.front() else { return };
-        if seg.rotated || seg.gz {
+        // A rotated plain segment can be truncated too (copytruncate, then rename).
+        if seg.gz || seg.offset == 0 {
             return;
         }
         let Some(SegReader::Plain(f)) = &seg.reader else {
@@ -1008,10 +1060,10 @@ impl Tailer {
                     inode,
                     fp: None,
                     path: seg.path.clone(),
-                    name: SegmentName::Live,
+                    name: seg.name.clone(),
                     reader: seg.reader.take(),
                     offset: 0,
-                    rotated: false,
+                    rotated: seg.rotated,
                     gz: false,
                     size_seen: meta.len(),
                     eof_since: None,
@@ -1032,28 +1084,81 @@ impl Tailer {
                 tracing::warn!(path = %seg.path.path, bytes = lost, "file truncated in place (copytruncate) and no copy found");
                 self.metrics.lost("truncated", lost);
                 // What was read is finished: a copy showing up later is not read again.
-                if let Some(fp) = seg.fp {
-                    if s.finished_fps.len() >= FINISHED_MEMORY {
-                        s.finished_fps.pop_front();
-                    }
-                    s.finished_fps.push_back(fp);
-                }
+                let done_fp = seg.fp;
                 // The rest is a new segment from offset 0.
                 seg.serial = s.next_serial;
                 s.next_serial += 1;
                 seg.offset = 0;
                 seg.fp = None;
                 seg.size_seen = meta.len();
+                let serial = seg.serial;
                 s.carry.clear();
                 s.carry_cut = false;
                 s.frontier = Pos {
-                    seg: seg.serial,
+                    seg: serial,
                     offset: 0,
                 };
                 s.touched = true;
+                remember_finished(s, done_fp, None);
             }
         }
         s.idle = false;
+    }
+
+    /// The front segment's content was replaced before it was read: its old bytes, if a copy
+    /// of them exists (copytruncate), are read first.
+    fn adopt_copy(&mut self, idx: usize, old_fp: Option<u64>) {
+        let Some(old_fp) = old_fp else { return };
+        let s = &mut self.streams[idx];
+        if let StreamKey::Pod(pc) = &s.key
+            && let SourceKind::Kubernetes { pods_dir } = &self.params.sources[s.source].kind
+        {
+            let dir = pods_dir
+                .join(format!("{}_{}_{}", pc.namespace, pc.pod, pc.uid))
+                .join(&pc.container);
+            let mut scan = discover::Scan::default();
+            discover::scan_container_dir(
+                &dir,
+                &pc.namespace,
+                &pc.pod,
+                &pc.uid,
+                &pc.container,
+                &mut scan,
+            );
+            if let Some(found) = scan.streams.remove(&s.key) {
+                s.last_found = found;
+            }
+        }
+        let Some(front) = s.segs.front() else { return };
+        let (dev, inode) = (front.dev, front.inode);
+        let copy = s
+            .last_found
+            .iter()
+            .filter(|f| !(f.dev == dev && f.inode == inode))
+            .filter(|f| !matches!(f.name, SegmentName::Rotated { gz: true, .. }))
+            .find(|f| {
+                File::open(&f.path)
+                    .ok()
+                    .and_then(|file| fingerprint::of_file(&file, true).ok().flatten())
+                    == Some(old_fp)
+            })
+            .cloned();
+        match copy {
+            Some(f) => {
+                if s.segs.iter().any(|g| g.dev == f.dev && g.inode == f.inode) {
+                    return;
+                }
+                if let Some(seg) = open_segment(s, &f, false) {
+                    tracing::info!(path = %f.path.display(), "file replaced before it was read: reading its copy first");
+                    s.segs.push_front(seg);
+                    renumber(s);
+                    self.open_files += 1;
+                }
+            }
+            None => {
+                tracing::warn!(path = %front.path.path, "file replaced before it was read and no copy found");
+            }
+        }
     }
 
     fn flush_timeouts(&mut self) {
@@ -1396,14 +1501,28 @@ fn find_renamed(s: &mut Stream, path: &Path, pos: &SegmentPos) -> Option<Segment
 }
 
 /// Whether a segment is the one a checkpoint position names: same first-line fingerprint (a
-/// `.gz` or renamed copy qualifies), or, when the fingerprint was not known yet (nothing read),
-/// the same (device, inode).
+/// `.gz` or renamed copy qualifies). A position without fingerprint names nothing.
 fn matches_pos(g: &Segment, pos: &SegmentPos) -> bool {
     let same_inode = !g.gz && g.dev == pos.dev && g.inode == pos.inode;
     if pos.fingerprint == 0 {
-        return pos.offset == 0 && same_inode;
+        return false;
     }
     g.fp == Some(pos.fingerprint) && (g.gz || same_inode || g.rotated)
+}
+
+fn remember_finished(s: &mut Stream, fp: Option<u64>, stamp: Option<String>) {
+    if let Some(fp) = fp {
+        if s.finished_fps.len() >= FINISHED_MEMORY {
+            s.finished_fps.pop_front();
+        }
+        s.finished_fps.push_back(fp);
+    }
+    if let Some(stamp) = stamp {
+        if s.finished_stamps.len() >= FINISHED_MEMORY {
+            s.finished_stamps.pop_front();
+        }
+        s.finished_stamps.push_back(stamp);
+    }
 }
 
 fn resume_valid(seg: &Segment, pos: &SegmentPos) -> bool {

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn container_dir(root: &Path, pod: &str) -> PathBuf {
-    let d = root.join("pods").join(format!("ns_{pod}_uid-{pod}")).join("app");
+    let d = root
+        .join("pods")
+        .join(format!("ns_{pod}_uid-{pod}"))
+        .join("app");
     fs::create_dir_all(&d).unwrap();
     d
 }
@@ -25,7 +28,10 @@ fn records(out: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn wait_for(out: &Path, what: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+async fn wait_for(
+    out: &Path,
+    what: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let r = records(out);
@@ -37,7 +43,10 @@ async fn wait_for(out: &Path, what: impl Fn(&[serde_json::Value]) -> bool) -> Ve
 }
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn scrape(addr: SocketAddr) -> String {
@@ -72,56 +81,107 @@ async fn hostile_lines_become_records_or_counted_drops() {
     cfg.telemetry.listen = Some(addr);
 
     let d = container_dir(root.path(), "bad");
-    let mut f = OpenOptions::new().create(true).append(true).open(d.join("0.log")).unwrap();
-    f.write_all(b"2026-11-26T10:00:00.000000001Z stdout F invalid \xff\xfe utf-8\n").unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("0.log"))
+        .unwrap();
+    f.write_all(b"2026-11-26T10:00:00.000000001Z stdout F invalid \xff\xfe utf-8\n")
+        .unwrap();
     f.write_all(b"no tag at all\n").unwrap();
-    f.write_all(b"2026-13-45T99:00:00Z stdout F bad timestamp\n").unwrap();
-    f.write_all(b"\x00\x01\x02\x7f\x1b[31m binary \x00garbage\n").unwrap();
+    f.write_all(b"2026-13-45T99:00:00Z stdout F bad timestamp\n")
+        .unwrap();
+    f.write_all(b"\x00\x01\x02\x7f\x1b[31m binary \x00garbage\n")
+        .unwrap();
     let big = "y".repeat(1 << 20);
     writeln!(f, "2026-11-26T10:00:01.000000001Z stdout F {big}").unwrap();
     let huge = "z".repeat(3 << 20);
     writeln!(f, "2026-11-26T10:00:02.000000001Z stdout F {huge}").unwrap();
-    f.write_all(b"2026-11-26T10:00:03.000000001Z stdout P never finished\n").unwrap();
-    f.write_all(b"2026-11-26T10:00:04.000000001Z stderr F last line\n").unwrap();
+    f.write_all(b"2026-11-26T10:00:03.000000001Z stdout P never finished\n")
+        .unwrap();
+    f.write_all(b"2026-11-26T10:00:04.000000001Z stderr F last line\n")
+        .unwrap();
     // An empty container log, a directory that is not <ns>_<pod>_<uid>, a symlink loop, a FIFO.
     let empty = container_dir(root.path(), "empty");
     fs::write(empty.join("0.log"), b"").unwrap();
     let junk = root.path().join("pods").join("not-a-pod-dir").join("app");
     fs::create_dir_all(&junk).unwrap();
-    fs::write(junk.join("0.log"), b"2026-11-26T10:00:00Z stdout F should not be read\n").unwrap();
+    fs::write(
+        junk.join("0.log"),
+        b"2026-11-26T10:00:00Z stdout F should not be read\n",
+    )
+    .unwrap();
     let looped = container_dir(root.path(), "loop");
     std::os::unix::fs::symlink(looped.join("0.log"), looped.join("0.log")).unwrap();
     let fifo = container_dir(root.path(), "fifo");
-    assert!(std::process::Command::new("mkfifo").arg(fifo.join("0.log")).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(fifo.join("0.log"))
+            .status()
+            .unwrap()
+            .success()
+    );
 
     let r = start(cfg);
-    let got = wait_for(&out, |r| r.iter().any(|v| v["message"].as_str() == Some("never finished"))).await;
+    let got = wait_for(&out, |r| {
+        r.iter()
+            .any(|v| v["message"].as_str() == Some("never finished"))
+    })
+    .await;
     let msgs = messages(&got, "bad");
     assert_eq!(msgs[0], "invalid \u{fffd}\u{fffd} utf-8");
     assert_eq!(got[0]["log"]["flags"], serde_json::json!(["invalid_utf8"]));
     assert!(msgs.iter().any(|m| m == "no tag at all"), "{msgs:?}");
-    assert!(msgs.iter().any(|m| m.ends_with("bad timestamp")), "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m.ends_with("bad timestamp")),
+        "{msgs:?}"
+    );
     assert!(msgs.iter().any(|m| m.contains("binary")), "{msgs:?}");
-    let one_mib = got.iter().find(|v| v["message"].as_str().is_some_and(|m| m.starts_with('y'))).unwrap();
+    let one_mib = got
+        .iter()
+        .find(|v| v["message"].as_str().is_some_and(|m| m.starts_with('y')))
+        .unwrap();
     assert_eq!(one_mib["message"].as_str().unwrap().len(), 1 << 20);
     assert!(one_mib["log"].get("flags").is_none());
-    let cut = got.iter().find(|v| v["message"].as_str().is_some_and(|m| m.starts_with('z'))).unwrap();
+    let cut = got
+        .iter()
+        .find(|v| v["message"].as_str().is_some_and(|m| m.starts_with('z')))
+        .unwrap();
     assert_eq!(cut["message"].as_str().unwrap().len(), 1 << 20);
     assert_eq!(cut["log"]["flags"], serde_json::json!(["truncated"]));
-    let unterminated = got.iter().find(|v| v["message"] == "never finished").unwrap();
-    assert_eq!(unterminated["log"]["flags"], serde_json::json!(["partial", "unterminated"]));
+    let unterminated = got
+        .iter()
+        .find(|v| v["message"] == "never finished")
+        .unwrap();
+    assert_eq!(
+        unterminated["log"]["flags"],
+        serde_json::json!(["partial", "unterminated"])
+    );
     assert!(msgs.iter().any(|m| m == "last line"));
-    assert!(got.iter().all(|v| v["kubernetes"]["pod"]["name"] == "bad"), "only the valid pod dir is read");
+    assert!(
+        got.iter().all(|v| v["kubernetes"]["pod"]["name"] == "bad"),
+        "only the valid pod dir is read"
+    );
 
     // The empty file grows later: its lines arrive.
-    let mut e = OpenOptions::new().append(true).open(empty.join("0.log")).unwrap();
-    e.write_all(b"2026-11-26T10:00:05.000000001Z stdout F now with content\n").unwrap();
-    let got = wait_for(&out, |r| r.iter().any(|v| v["message"] == "now with content")).await;
+    let mut e = OpenOptions::new()
+        .append(true)
+        .open(empty.join("0.log"))
+        .unwrap();
+    e.write_all(b"2026-11-26T10:00:05.000000001Z stdout F now with content\n")
+        .unwrap();
+    let got = wait_for(&out, |r| {
+        r.iter().any(|v| v["message"] == "now with content")
+    })
+    .await;
     assert!(got.iter().any(|v| v["message"] == "now with content"));
 
     let m = scrape(addr);
     assert!(metric(&m, "nevermore_invalid_lines_total") >= 3.0, "{m}");
-    assert!(metric(&m, "nevermore_records_truncated_total") >= 1.0, "{m}");
+    assert!(
+        metric(&m, "nevermore_records_truncated_total") >= 1.0,
+        "{m}"
+    );
     assert!(metric(&m, "nevermore_unterminated_total") >= 1.0, "{m}");
     stop(r).await;
 }
@@ -135,7 +195,11 @@ async fn file_truncated_to_zero_while_read_is_followed_and_counted() {
     cfg.telemetry.listen = Some(addr);
     let d = container_dir(root.path(), "t");
     let path = d.join("0.log");
-    let mut f = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
     for i in 0..100 {
         writeln!(f, "2026-11-26T10:00:00.{i:09}Z stdout F before {i}").unwrap();
     }
@@ -147,16 +211,30 @@ async fn file_truncated_to_zero_while_read_is_followed_and_counted() {
         writeln!(f, "2026-11-26T10:00:01.{i:09}Z stdout F after {i}").unwrap();
     }
     let got = wait_for(&out, |r| r.iter().any(|v| v["message"] == "after 9")).await;
-    let after: Vec<&str> = got.iter().filter_map(|v| v["message"].as_str()).filter(|m| m.starts_with("after")).collect();
-    assert_eq!(after, (0..10).map(|i| format!("after {i}")).collect::<Vec<_>>());
+    let after: Vec<&str> = got
+        .iter()
+        .filter_map(|v| v["message"].as_str())
+        .filter(|m| m.starts_with("after"))
+        .collect();
+    assert_eq!(
+        after,
+        (0..10).map(|i| format!("after {i}")).collect::<Vec<_>>()
+    );
     let m = scrape(addr);
-    assert!(m.contains("nevermore_bytes_lost_total{reason=\"truncated\"}"), "{m}");
+    assert!(
+        m.contains("nevermore_bytes_lost_total{reason=\"truncated\"}"),
+        "{m}"
+    );
     stop(r).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_or_future_checkpoint_starts_clean() {
-    for content in [&b"{\"version\": 1, \"streams\": {\"k8s:x"[..], &b"{\"version\": 99, \"streams\": {}}"[..], &b"\x00\xff garbage"[..]] {
+    for content in [
+        &b"{\"version\": 1, \"streams\": {\"k8s:x"[..],
+        &b"{\"version\": 99, \"streams\": {}}"[..],
+        &b"\x00\xff garbage"[..],
+    ] {
         let root = tempfile::tempdir().unwrap();
         let out = root.path().join("out.ndjson");
         let cfg = config(root.path(), &out);

@@ -11,14 +11,19 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_pods_give_the_expected_records() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned();
     let pods = repo.join("testdata/demo/pods");
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out.ndjson");
     let mut cfg = config(root.path(), &out);
     cfg.node_name = "demo-node".into();
     cfg.cluster = "demo".into();
-    cfg.sources[0].kind = nevermore_collector::config::SourceKind::Kubernetes { pods_dir: pods.clone() };
+    cfg.sources[0].kind = nevermore_collector::config::SourceKind::Kubernetes {
+        pods_dir: pods.clone(),
+    };
     let r = start(cfg);
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut text = String::new();
@@ -57,6 +62,10 @@ async fn demo_pods_give_the_expected_records() {
         for (i, (e, a)) in expected.lines().zip(actual.lines()).enumerate() {
             assert_eq!(e, a, "record {i} differs (UPDATE_GOLDEN=1 to accept)");
         }
-        panic!("expected {} records, got {} (UPDATE_GOLDEN=1 to accept)", expected.lines().count(), actual.lines().count());
+        panic!(
+            "expected {} records, got {} (UPDATE_GOLDEN=1 to accept)",
+            expected.lines().count(),
+            actual.lines().count()
+        );
     }
 }

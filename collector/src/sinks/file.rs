@@ -13,7 +13,9 @@ enum Target {
     File {
         path: PathBuf,
         file: Option<File>,
-        len_before: u64,
+        /// Length before the write in progress; `None` when no write is in progress, so a
+        /// rollback never cuts acknowledged data.
+        len_before: Option<u64>,
         dev_ino: (u64, u64),
     },
     Stdout,
@@ -34,7 +36,7 @@ impl FileSink {
             target: Target::File {
                 path,
                 file: None,
-                len_before: 0,
+                len_before: None,
                 dev_ino: (0, 0),
             },
             buf: Vec::new(),
@@ -106,12 +108,20 @@ impl Sink for FileSink {
                         source,
                     })?;
                     *dev_ino = (m.dev(), m.ino());
+                    // Batches written to the old file are acknowledged only after a sync.
+                    if let Some(old) = file.take() {
+                        old.sync_data().map_err(|source| SinkError::Write {
+                            sink: name.clone(),
+                            source,
+                        })?;
+                    }
                     *file = Some(f);
                 }
                 let Some(f) = file.as_mut() else { return Ok(0) };
-                *len_before = f.metadata().map(|m| m.len()).unwrap_or(0);
+                *len_before = f.metadata().ok().map(|m| m.len());
                 f.write_all(&self.buf)
                     .map_err(|source| SinkError::Write { sink: name, source })?;
+                *len_before = None;
             }
         }
         Ok(n)
@@ -134,8 +144,9 @@ impl Sink for FileSink {
             len_before,
             ..
         } = &mut self.target
+            && let Some(len) = len_before.take()
         {
-            f.set_len(*len_before).map_err(|e| SinkError::Write {
+            f.set_len(len).map_err(|e| SinkError::Write {
                 sink: self.name.clone(),
                 source: e,
             })?;

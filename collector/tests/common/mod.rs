@@ -65,4 +65,3 @@ pub async fn stop(r: Running) {
     let _ = r.stop.send(());
     r.task.await.unwrap();
 }
-
