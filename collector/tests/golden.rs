@@ -26,9 +26,8 @@ async fn demo_pods_give_the_expected_records() {
     };
     let r = start(cfg);
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut text = String::new();
     while Instant::now() < deadline {
-        text = std::fs::read_to_string(&out).unwrap_or_default();
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
         if text.lines().count() >= 27 {
             break;
         }
