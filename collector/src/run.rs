@@ -84,12 +84,15 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
     let _watcher = start_watcher(&cfg, wake_tx.clone());
 
     let stop = Arc::new(AtomicBool::new(false));
+    let (recycle_tx, recycle_rx) =
+        std::sync::mpsc::sync_channel(cfg.pipeline.max_batches_in_flight.max(1) + 1);
     let params = TailerParams {
         sources,
         cluster: cfg.cluster.clone(),
         node: cfg.node_name.clone(),
         pipeline: cfg.pipeline.clone(),
         checkpoint: loaded.streams.clone(),
+        recycle: Some(recycle_rx),
     };
     let in_flight = cfg.pipeline.max_batches_in_flight.max(1);
     let permits = Arc::new(Semaphore::new(in_flight));
@@ -146,9 +149,12 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
         ack_rx,
         sink_txs,
         loaded,
-        cfg.data_dir.clone(),
-        cfg.pipeline.checkpoint_interval,
+        CheckpointStore {
+            data_dir: cfg.data_dir.clone(),
+            interval: cfg.pipeline.checkpoint_interval,
+        },
         metrics.clone(),
+        recycle_tx,
     ));
 
     shutdown.await;
@@ -359,6 +365,8 @@ async fn sink_task<S: Sink>(
         };
         sent.inc_by(n as u64);
         pending.push((batch.id, n));
+        // Release our reference before acknowledging, so the finalizer can recycle storage.
+        drop(batch);
         if pending.len() >= 8 {
             flush_and_ack(
                 &mut sink,
@@ -411,20 +419,28 @@ async fn flush_and_ack<S: Sink>(
 struct Pending {
     marks: Vec<Mark>,
     remaining: usize,
+    batch: Arc<Batch>,
     _permit: OwnedSemaphorePermit,
 }
 
 /// The ordered finalizer: fans batches out to the sinks, and commits the marks of the
 /// contiguous prefix of batches that every sink acknowledged.
+/// Where the finalizer persists, and how often.
+struct CheckpointStore {
+    data_dir: PathBuf,
+    interval: Duration,
+}
+
 async fn finalize(
     mut batches: mpsc::Receiver<(Batch, OwnedSemaphorePermit)>,
     mut acks: mpsc::UnboundedReceiver<(usize, u64)>,
     sinks: Vec<mpsc::Sender<Arc<Batch>>>,
     mut state: Checkpoint,
-    data_dir: PathBuf,
-    interval: Duration,
+    store: CheckpointStore,
     metrics: Arc<Metrics>,
+    recycle: std::sync::mpsc::SyncSender<Vec<crate::event::Event>>,
 ) {
+    let CheckpointStore { data_dir, interval } = store;
     let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     let mut next_commit: u64 = 1;
     let mut dirty = false;
@@ -443,14 +459,14 @@ async fn finalize(
                     let id = batch.id;
                     let batch = Arc::new(batch);
                     let targets = sinks.as_ref().map(Vec::len).unwrap_or(0);
-                    pending.insert(id, Pending { marks, remaining: targets, _permit: permit });
+                    pending.insert(id, Pending { marks, remaining: targets, batch: batch.clone(), _permit: permit });
                     metrics.batches_in_flight.set(pending.len() as i64);
                     if let Some(txs) = &sinks {
                         for tx in txs {
                             let _ = tx.send(batch.clone()).await;
                         }
                     }
-                    dirty |= commit(&mut pending, &mut next_commit, &mut state);
+                    dirty |= commit(&mut pending, &mut next_commit, &mut state, &recycle);
                 }
                 None => {
                     input_open = false;
@@ -462,7 +478,7 @@ async fn finalize(
                 if let Some(p) = pending.get_mut(&id) {
                     p.remaining = p.remaining.saturating_sub(1);
                 }
-                dirty |= commit(&mut pending, &mut next_commit, &mut state);
+                dirty |= commit(&mut pending, &mut next_commit, &mut state, &recycle);
                 metrics.batches_in_flight.set(pending.len() as i64);
             }
             _ = tick.tick() => {
@@ -479,10 +495,19 @@ async fn finalize(
     }
 }
 
-fn commit(pending: &mut BTreeMap<u64, Pending>, next: &mut u64, state: &mut Checkpoint) -> bool {
+fn commit(
+    pending: &mut BTreeMap<u64, Pending>,
+    next: &mut u64,
+    state: &mut Checkpoint,
+    recycle: &std::sync::mpsc::SyncSender<Vec<crate::event::Event>>,
+) -> bool {
     let mut changed = false;
     while pending.get(next).is_some_and(|p| p.remaining == 0) {
         let Some(p) = pending.remove(next) else { break };
+        if let Ok(mut b) = Arc::try_unwrap(p.batch) {
+            b.events.clear();
+            let _ = recycle.try_send(b.events);
+        }
         for m in p.marks {
             match m {
                 Mark::Advance { stream, checkpoint } => {

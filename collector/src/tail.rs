@@ -69,6 +69,9 @@ pub struct TailerParams {
     pub node: String,
     pub pipeline: PipelineConfig,
     pub checkpoint: BTreeMap<String, StreamCheckpoint>,
+    /// Emptied event vectors of committed batches come back here, so a batch's storage is
+    /// allocated once, not grown again for every batch.
+    pub recycle: Option<std::sync::mpsc::Receiver<Vec<Event>>>,
 }
 
 /// How the tailer hands batches on. Blocking: this is where backpressure stops reading.
@@ -662,10 +665,8 @@ impl Tailer {
                 self.streams[idx].pending_cp = Some((cp, Instant::now()));
             }
         }
-        self.debug_chain(idx, "reconciled");
         if self.streams[idx].pending_cp.is_some() {
             self.apply_checkpoint(idx);
-            self.debug_chain(idx, "applied");
         }
     }
 
@@ -779,32 +780,6 @@ impl Tailer {
     // ---- reading -------------------------------------------------------------------------------
 
     /// Reads up to one chunk budget from a stream; returns bytes read.
-    fn debug_chain(&self, idx: usize, what: &str) {
-        if std::env::var_os("NM_DEBUG").is_some() {
-            let s = &self.streams[idx];
-            let segs: Vec<String> = s
-                .segs
-                .iter()
-                .map(|g| {
-                    format!(
-                        "#{} {:?} ino={} off={} rot={} fp={:?}",
-                        g.serial,
-                        g.name,
-                        g.inode,
-                        g.offset,
-                        g.rotated,
-                        g.fp.map(|f| f % 10000)
-                    )
-                })
-                .collect();
-            eprintln!(
-                "{what}: frontier={:?} segs=[{}]",
-                s.frontier,
-                segs.join(" | ")
-            );
-        }
-    }
-
     fn read_stream(&mut self, idx: usize) -> usize {
         let budget = self.params.pipeline.read_chunk_bytes.max(4096);
         let mut total = 0usize;
@@ -1295,6 +1270,14 @@ impl Tailer {
         }
         self.publish_merge_stats();
         let mut batch = std::mem::take(&mut self.batch);
+        self.batch.events = self
+            .params
+            .recycle
+            .as_ref()
+            .and_then(|r| r.try_recv().ok())
+            .unwrap_or_else(|| {
+                Vec::with_capacity(self.params.pipeline.batch_max_records.min(1 << 16))
+            });
         batch.id = self.next_batch_id;
         self.next_batch_id += 1;
         out.send(batch)
@@ -1425,12 +1408,18 @@ fn open_segment(s: &mut Stream, f: &Found, gz: bool) -> Option<Segment> {
 /// (unless the stream is new), and renumbers serials so they stay in chain order.
 fn insert_in_order(s: &mut Stream, seg: Segment, fresh: bool) {
     let min = if fresh || !front_started(s) { 0 } else { 1 };
-    // A segment still named live but already rotated was live before this file existed: it is
-    // older. Only the current live file and rotated files with a later stamp are newer.
+    // A segment still named live but already rotated (its new name not seen yet: a listing
+    // can miss a file being renamed) is compared by last modification: writes go to one segment
+    // at a time, so mtimes follow the chain. A `.gz` is always older (kubelet compresses the
+    // previous segment at the next rotation).
+    let seg_mtime = reader_mtime(&seg);
     let mut at = s.segs.len();
     for (i, g) in s.segs.iter().enumerate().skip(min) {
         let newer = match &g.name {
-            SegmentName::Live => !g.rotated,
+            SegmentName::Live if !g.rotated => true,
+            SegmentName::Live => {
+                seg.gz || matches!((reader_mtime(g), seg_mtime), (Some(a), Some(b)) if a > b)
+            }
             SegmentName::Rotated { .. } => seg.name < g.name,
         };
         if newer {
@@ -1440,6 +1429,14 @@ fn insert_in_order(s: &mut Stream, seg: Segment, fresh: bool) {
     }
     s.segs.insert(at, seg);
     renumber(s);
+}
+
+fn reader_mtime(g: &Segment) -> Option<std::time::SystemTime> {
+    match &g.reader {
+        Some(SegReader::Plain(f)) => f.metadata().and_then(|m| m.modified()).ok(),
+        Some(SegReader::Gz(d)) => d.get_ref().metadata().and_then(|m| m.modified()).ok(),
+        None => None,
+    }
 }
 
 /// Whether positions may point into the front segment (it was started, or merge state refers to
