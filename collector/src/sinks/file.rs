@@ -62,7 +62,39 @@ impl FileSink {
 }
 
 fn open_append(path: &PathBuf) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    repair_torn_tail(&f)?;
+    Ok(f)
+}
+
+/// A crash in the middle of a write leaves a last line without its newline. That batch was
+/// never acknowledged and will be sent again, so the torn bytes are cut off before appending.
+fn repair_torn_tail(f: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata()?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.read_exact_at(chunk, start)?;
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            let keep = start + i as u64 + 1;
+            if keep < len {
+                f.set_len(keep)?;
+            }
+            return Ok(());
+        }
+        end = start;
+    }
+    if len > 0 {
+        f.set_len(0)?;
+    }
+    Ok(())
 }
 
 impl Sink for FileSink {
@@ -152,5 +184,32 @@ impl Sink for FileSink {
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn torn_last_line_is_cut_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        std::fs::write(&path, b"{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
+        let mut f = open_append(&path).unwrap();
+        f.write_all(b"{\"d\":4}\n").unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"{\"a\":1}\n{\"b\":2}\n{\"d\":4}\n"
+        );
+        // No newline at all: nothing complete to keep.
+        std::fs::write(&path, b"torn").unwrap();
+        drop(open_append(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        // A clean file is left alone.
+        std::fs::write(&path, b"x\n").unwrap();
+        drop(open_append(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"x\n");
     }
 }
