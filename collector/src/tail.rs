@@ -991,37 +991,11 @@ impl Tailer {
         }
         let fp = seg.fp;
         let (dev, inode) = (seg.dev, seg.inode);
-        // The copy may not have been seen by a scan yet: look now.
-        if let StreamKey::Pod(pc) = &s.key
-            && let SourceKind::Kubernetes { pods_dir } = &self.params.sources[s.source].kind
-        {
-            let dir = pods_dir
-                .join(format!("{}_{}_{}", pc.namespace, pc.pod, pc.uid))
-                .join(&pc.container);
-            let mut scan = discover::Scan::default();
-            discover::scan_container_dir(
-                &dir,
-                &pc.namespace,
-                &pc.pod,
-                &pc.uid,
-                &pc.container,
-                &mut scan,
-            );
-            if let Some(found) = scan.streams.remove(&s.key) {
-                s.last_found = found;
-            }
-        }
         // The copy of copytruncate carries the same first line under another inode.
-        let copy = s
-            .last_found
-            .iter()
-            .filter(|f| !(f.dev == dev && f.inode == inode))
-            .filter(|f| !matches!(f.name, SegmentName::Rotated { gz: true, .. }))
-            .find_map(|f| {
-                let file = File::open(&f.path).ok()?;
-                let cfp = fingerprint::of_file(&file, true).ok().flatten()?;
-                (Some(cfp) == fp).then_some((file, f.clone()))
-            });
+        let copy = fp.and_then(|fp| {
+            find_copy(s, &self.params.sources[s.source].kind, (dev, inode), fp)
+                .and_then(|f| File::open(&f.path).ok().map(|file| (file, f)))
+        });
         let Some(seg) = s.segs.front_mut() else {
             return;
         };
@@ -1085,39 +1059,10 @@ impl Tailer {
     fn adopt_copy(&mut self, idx: usize, old_fp: Option<u64>) {
         let Some(old_fp) = old_fp else { return };
         let s = &mut self.streams[idx];
-        if let StreamKey::Pod(pc) = &s.key
-            && let SourceKind::Kubernetes { pods_dir } = &self.params.sources[s.source].kind
-        {
-            let dir = pods_dir
-                .join(format!("{}_{}_{}", pc.namespace, pc.pod, pc.uid))
-                .join(&pc.container);
-            let mut scan = discover::Scan::default();
-            discover::scan_container_dir(
-                &dir,
-                &pc.namespace,
-                &pc.pod,
-                &pc.uid,
-                &pc.container,
-                &mut scan,
-            );
-            if let Some(found) = scan.streams.remove(&s.key) {
-                s.last_found = found;
-            }
-        }
         let Some(front) = s.segs.front() else { return };
-        let (dev, inode) = (front.dev, front.inode);
-        let copy = s
-            .last_found
-            .iter()
-            .filter(|f| !(f.dev == dev && f.inode == inode))
-            .filter(|f| !matches!(f.name, SegmentName::Rotated { gz: true, .. }))
-            .find(|f| {
-                File::open(&f.path)
-                    .ok()
-                    .and_then(|file| fingerprint::of_file(&file, true).ok().flatten())
-                    == Some(old_fp)
-            })
-            .cloned();
+        let identity = (front.dev, front.inode);
+        let front_path = front.path.path.clone();
+        let copy = find_copy(s, &self.params.sources[s.source].kind, identity, old_fp);
         match copy {
             Some(f) => {
                 if s.segs.iter().any(|g| g.dev == f.dev && g.inode == f.inode) {
@@ -1131,7 +1076,7 @@ impl Tailer {
                 }
             }
             None => {
-                tracing::warn!(path = %front.path.path, "file replaced before it was read and no copy found");
+                tracing::warn!(path = %front_path, "file replaced before it was read and no copy found");
             }
         }
     }
@@ -1437,6 +1382,38 @@ fn reader_mtime(g: &Segment) -> Option<std::time::SystemTime> {
         Some(SegReader::Gz(d)) => d.get_ref().metadata().and_then(|m| m.modified()).ok(),
         None => None,
     }
+}
+
+/// A copy (copytruncate) of a segment: another plain file of the stream whose first line has the
+/// fingerprint `fp`. The stream's directory is listed again first: the copy may be too new for
+/// the last scan.
+fn find_copy(s: &mut Stream, kind: &SourceKind, not: (u64, u64), fp: u64) -> Option<Found> {
+    if let (StreamKey::Pod(pc), SourceKind::Kubernetes { .. }) = (&s.key, kind) {
+        let dir = pod_container_dir(kind, pc);
+        let mut scan = discover::Scan::default();
+        discover::scan_container_dir(
+            &dir,
+            &pc.namespace,
+            &pc.pod,
+            &pc.uid,
+            &pc.container,
+            &mut scan,
+        );
+        if let Some(found) = scan.streams.remove(&s.key) {
+            s.last_found = found;
+        }
+    }
+    s.last_found
+        .iter()
+        .filter(|f| (f.dev, f.inode) != not)
+        .filter(|f| !matches!(f.name, SegmentName::Rotated { gz: true, .. }))
+        .find(|f| {
+            File::open(&f.path)
+                .ok()
+                .and_then(|file| fingerprint::of_file(&file, true).ok().flatten())
+                == Some(fp)
+        })
+        .cloned()
 }
 
 /// Whether positions may point into the front segment (it was started, or merge state refers to
