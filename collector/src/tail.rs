@@ -685,7 +685,10 @@ impl Tailer {
         };
         // A position without fingerprint names a segment nothing was read from: only the
         // finished list matters then (an inode alone may have been reused).
-        let unknown = cp.resume.fingerprint == 0;
+        // An empty segment's fingerprint is shared by every empty file: at offset 0 it names
+        // nothing either.
+        let unknown = cp.resume.fingerprint == 0
+            || (cp.resume.offset == 0 && cp.resume.fingerprint == fingerprint::hash(b""));
         let present = s.segs.iter().any(|g| matches_pos(g, &cp.resume));
         if !present && !unknown && since.elapsed() < patience {
             // Not found yet: look again at the next scan before deciding it is gone.
@@ -1478,7 +1481,7 @@ fn find_renamed(s: &mut Stream, path: &Path, pos: &SegmentPos) -> Option<Segment
 /// `.gz` or renamed copy qualifies). A position without fingerprint names nothing.
 fn matches_pos(g: &Segment, pos: &SegmentPos) -> bool {
     let same_inode = !g.gz && g.dev == pos.dev && g.inode == pos.inode;
-    if pos.fingerprint == 0 {
+    if pos.fingerprint == 0 || (pos.offset == 0 && pos.fingerprint == fingerprint::hash(b"")) {
         return false;
     }
     g.fp == Some(pos.fingerprint) && (g.gz || same_inode || g.rotated)

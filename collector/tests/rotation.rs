@@ -547,7 +547,6 @@ async fn regression_copytruncate_between_rotations_with_restarts() {
     assert_exact(&d, &a);
 }
 
-#[ignore = "known bug: a restart right after several quick rotations can order an unknown rotated segment after a newer one (about 1 run in 30)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_rotations_then_restart_keep_the_first_segment() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
