@@ -336,7 +336,8 @@ impl Tailer {
                     match hit {
                         Some(idxs) => {
                             for &i in idxs {
-                                self.streams[i].idle = false;
+                                // Still idle (the head is verified on the next read), but due now.
+                                self.streams[i].next_poll = Instant::now();
                             }
                             // A new file in a known directory may be a rotation.
                             if let Some(dir) = p.parent() {
@@ -879,6 +880,8 @@ impl Tailer {
             s.idle = true;
             s.next_poll = Instant::now() + IDLE_POLL;
             self.check_truncation(idx, false);
+        } else {
+            s.idle = false;
         }
         self.update_lag(idx);
         total
