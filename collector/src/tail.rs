@@ -176,6 +176,9 @@ struct Stream {
     /// The checkpoint of this stream, until its resume segment is found (a scan can race with
     /// kubelet's gzip: the plain file is gone and the .gz not listed yet).
     pending_cp: Option<(StreamCheckpoint, Instant)>,
+    /// The directory was listed a second time before the first read: a listing that raced a
+    /// rename can show the new live file and miss the rotated one.
+    listed_twice: bool,
     metrics: StreamMetrics,
 }
 
@@ -543,6 +546,7 @@ impl Tailer {
             next_poll: Instant::now(),
             last_acked_ts_ns: 0,
             pending_cp: None,
+            listed_twice: false,
             metrics,
         };
         let idx = self.streams.len();
@@ -788,6 +792,14 @@ impl Tailer {
         let budget = self.params.pipeline.read_chunk_bytes.max(4096);
         let mut total = 0usize;
         let now_ms = self.now_ms();
+        if !self.streams[idx].listed_twice {
+            self.streams[idx].listed_twice = true;
+            if let StreamKey::Pod(pc) = &self.streams[idx].key {
+                let dir =
+                    pod_container_dir(&self.params.sources[self.streams[idx].source].kind, pc);
+                self.rescan_dir(&dir);
+            }
+        }
         // Waking from idle: the file may have been truncated and rewritten past our offset in
         // the meantime, which only its head tells.
         if self.streams[idx].idle {

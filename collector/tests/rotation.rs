@@ -583,3 +583,20 @@ async fn regression_rotations_then_restart_keep_the_first_segment() {
         assert_exact(&d, &a);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_write_rotate_write_right_after_start() {
+    for _ in 0..10 {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("out.ndjson");
+        let pods = root.path().join("pods");
+        let mut a = KubeletWriter::new(&pods, "a", "app");
+        let r = start(config(root.path(), &out));
+        a.write(136, 0);
+        a.rotate(100);
+        a.write(77, 0);
+        let d = wait_all(&out, &[&a]).await;
+        stop(r).await;
+        assert_exact(&d, &a);
+    }
+}
