@@ -637,6 +637,11 @@ impl Tailer {
                         {
                             continue;
                         }
+                        // An empty rotated file holds nothing to read; if it is a copy being
+                        // written, a later scan sees its content.
+                        if !*gz && f.size == 0 {
+                            continue;
+                        }
                         let Some(seg) = open_segment(s, f, *gz) else {
                             continue;
                         };
@@ -822,6 +827,7 @@ impl Tailer {
             {
                 let now = fingerprint::of_file(f, seg.rotated).ok().flatten();
                 if now != seg.fp {
+                    tracing::debug!(serial = seg.serial, inode = seg.inode, name = ?seg.name, rotated = seg.rotated, old = ?seg.fp, now = ?now, "front fingerprint changed before read");
                     let old = seg.fp;
                     seg.fp = now;
                     self.adopt_copy(idx, old);
@@ -829,10 +835,22 @@ impl Tailer {
                 }
             }
             let s = &mut self.streams[idx];
+            let chain_len = s.segs.len();
             let Some(seg) = s.segs.front_mut() else { break };
             if seg.fp.is_none() {
                 match &seg.reader {
                     Some(SegReader::Plain(f)) => match fingerprint::of_file(f, seg.rotated) {
+                        // Not started and its content was already read (a copy of a finished
+                        // segment): nothing to read here.
+                        Ok(Some(fp))
+                            if seg.offset == 0 && s.finished_fps.contains(&fp) && chain_len > 1 =>
+                        {
+                            tracing::debug!(path = %seg.path.path, "segment repeats finished content, skipped");
+                            s.segs.pop_front();
+                            self.open_files -= 1;
+                            renumber(&mut self.streams[idx]);
+                            continue;
+                        }
                         Ok(Some(fp)) => seg.fp = Some(fp),
                         Ok(None) => break,
                         Err(e) => {
@@ -1087,7 +1105,7 @@ impl Tailer {
                     return;
                 }
                 if let Some(seg) = open_segment(s, &f, false) {
-                    tracing::info!(path = %f.path.display(), "file replaced before it was read: reading its copy first");
+                    tracing::info!(path = %front_path, copy = %f.path.display(), old_fingerprint = old_fp, "file replaced before it was read: reading its copy first");
                     s.segs.push_front(seg);
                     renumber(s);
                     self.open_files += 1;
@@ -1345,8 +1363,9 @@ fn open_segment(s: &mut Stream, f: &Found, gz: bool) -> Option<Segment> {
         let fp = fingerprint::of_gz(&file).ok().flatten();
         (fp, SegReader::Gz(Box::new(MultiGzDecoder::new(file))))
     } else {
-        let rotated = matches!(f.name, SegmentName::Rotated { .. });
-        let fp = fingerprint::of_file(&file, rotated).ok().flatten();
+        // Even a rotated file may still be being written (a copy in progress): its fingerprint
+        // needs a complete first line.
+        let fp = fingerprint::of_file(&file, false).ok().flatten();
         (fp, SegReader::Plain(file))
     };
     let serial = s.next_serial;
