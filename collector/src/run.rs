@@ -161,17 +161,21 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
     tracing::info!("shutting down: draining and writing the final checkpoint");
     stop.store(true, Ordering::Relaxed);
     let _ = wake_tx.try_send(Wake::All);
-    // The tailer may be blocked on a permit: it is released as batches commit.
-    let joined = tokio::task::spawn_blocking(move || tailer_thread.join()).await;
-    if !matches!(joined, Ok(Ok(()))) {
-        tracing::error!("tailer thread panicked");
-    }
-    match tokio::time::timeout(DRAIN_TIMEOUT, finalizer).await {
-        Ok(_) => {}
-        Err(_) => tracing::error!(
+    // The tailer may be blocked on a permit (released as batches commit) and a sink may be
+    // stuck: the whole drain is bounded. What was committed by then is in the periodic
+    // checkpoint; the rest is read again at the next start.
+    let drain = async {
+        let joined = tokio::task::spawn_blocking(move || tailer_thread.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::error!("tailer thread panicked");
+        }
+        let _ = finalizer.await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tracing::error!(
             timeout_s = DRAIN_TIMEOUT.as_secs(),
             "sinks did not acknowledge in time; unacknowledged records will be read again at the next start"
-        ),
+        );
     }
     for t in sink_tasks {
         t.abort();

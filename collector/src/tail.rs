@@ -386,15 +386,22 @@ impl Tailer {
         }
         for s in &mut self.streams {
             if !s.removed && !seen.contains(&s.key) {
-                // A listing can miss a file mid-rename: a pod stream is gone only when its
-                // container directory is, a file stream when its path is.
-                let dir = match &s.key {
+                // A listing can miss a file mid-rename: a stream is gone only when its live path
+                // is (the pod was deleted, or kubelet removed an old restart's log).
+                let live = match &s.key {
                     StreamKey::Pod(pc) => {
                         pod_container_dir(&self.params.sources[s.source].kind, pc)
+                            .join(format!("{}.log", pc.restart))
                     }
                     StreamKey::File(p) => p.clone(),
                 };
-                s.gone = !dir.exists();
+                s.gone = !live.exists();
+                if s.gone {
+                    // Whatever is still open is final: read it to its end, then the stream ends.
+                    for g in s.segs.iter_mut() {
+                        g.rotated = true;
+                    }
+                }
             }
         }
         if let Some(keys) = self.initial_checkpoint_keys.take() {
@@ -1062,6 +1069,8 @@ impl Tailer {
                 truncated.serial = s.next_serial;
                 s.next_serial += 1;
                 s.segs.insert(1, truncated);
+                // Segments after it keep chain order in their serials.
+                renumber(s);
                 self.open_files += 1;
             }
             None => {
@@ -1085,6 +1094,7 @@ impl Tailer {
                 };
                 s.touched = true;
                 remember_finished(s, done_fp, None);
+                renumber(s);
             }
         }
         s.idle = false;
@@ -1143,7 +1153,14 @@ impl Tailer {
             self.emit(idx);
             let s = &mut self.streams[idx];
             s.removed = true;
-            s.metrics.lag_bytes.set(0);
+            let labels = StreamLabels {
+                source: self.params.sources[s.source].id.clone(),
+                stream: s.info.key.to_string(),
+            };
+            self.metrics.lines_read.remove(&labels);
+            self.metrics.bytes_read.remove(&labels);
+            self.metrics.lag_bytes.remove(&labels);
+            self.metrics.lag_seconds.remove(&labels);
             if !self.batch.events.is_empty() || s.touched {
                 let mark = snapshot(s);
                 self.batch.marks.push(Mark::Advance {

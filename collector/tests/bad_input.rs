@@ -250,3 +250,39 @@ async fn corrupt_or_future_checkpoint_starts_clean() {
         assert!(root.path().join("data/checkpoints.json.corrupt").exists());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_ends_its_stream_and_releases_its_files() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out.ndjson");
+    let mut cfg = config(root.path(), &out);
+    let addr = free_addr();
+    cfg.telemetry.listen = Some(addr);
+    let data_dir = cfg.data_dir.clone();
+    let d = container_dir(root.path(), "gone");
+    fs::write(d.join("0.log"), b"2026-11-26T10:00:00Z stdout F bye\n").unwrap();
+    let keep = container_dir(root.path(), "stays");
+    fs::write(keep.join("0.log"), b"2026-11-26T10:00:00Z stdout F hi\n").unwrap();
+    let r = start(cfg);
+    wait_for(&out, |r| r.len() >= 2).await;
+    fs::remove_dir_all(d.parent().unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut m = String::new();
+    while Instant::now() < deadline {
+        m = scrape(addr);
+        if metric(&m, "nevermore_streams ") == 1.0 && metric(&m, "nevermore_open_files ") == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric(&m, "nevermore_streams "), 1.0, "{m}");
+    assert_eq!(metric(&m, "nevermore_open_files "), 1.0, "{m}");
+    assert!(
+        !m.contains("ns_gone_uid-gone"),
+        "metrics of the ended stream are removed: {m}"
+    );
+    stop(r).await;
+    let cp = fs::read_to_string(data_dir.join("checkpoints.json")).unwrap();
+    assert!(!cp.contains("ns_gone_uid-gone"), "{cp}");
+    assert!(cp.contains("ns_stays_uid-stays"), "{cp}");
+}
