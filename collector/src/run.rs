@@ -467,7 +467,11 @@ async fn finalize(
                     metrics.batches_in_flight.set(pending.len() as i64);
                     if let Some(txs) = &sinks {
                         for tx in txs {
-                            let _ = tx.send(batch.clone()).await;
+                            if tx.send(batch.clone()).await.is_err() {
+                                // Nothing can acknowledge this batch any more: reading stops
+                                // when permits run out, and the files keep the data.
+                                tracing::error!(batch = id, "a sink task ended; its batches stay unacknowledged");
+                            }
                         }
                     }
                     dirty |= commit(&mut pending, &mut next_commit, &mut state, &recycle);

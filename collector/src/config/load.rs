@@ -471,11 +471,18 @@ fn positive_usize(
     value: Option<u64>,
     default: usize,
 ) -> usize {
+    // Counts and sizes beyond this are configuration mistakes, and would overflow the
+    // arithmetic and allocations they feed.
+    const MAX: u64 = 1 << 30;
     let v = positive(cx, root, keys, value, default as u64);
     match usize::try_from(v) {
-        Ok(v) => v,
-        Err(_) => {
-            cx.invalid(keys.join("."), locate(root, keys).pos, "value too large");
+        Ok(v) if v as u64 <= MAX => v,
+        _ => {
+            cx.invalid(
+                keys.join("."),
+                locate(root, keys).pos,
+                format!("value too large (at most {MAX})"),
+            );
             default
         }
     }

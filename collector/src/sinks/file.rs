@@ -62,11 +62,18 @@ impl FileSink {
 }
 
 fn open_append(path: &PathBuf) -> std::io::Result<File> {
+    let existed = path.exists();
     let f = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
         .open(path)?;
+    if !existed {
+        // A new file must survive a crash too: its directory entry is made durable.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+    }
     repair_torn_tail(&f)?;
     Ok(f)
 }
@@ -139,18 +146,33 @@ impl Sink for FileSink {
                         sink: name.clone(),
                         source,
                     })?;
-                    *dev_ino = (m.dev(), m.ino());
-                    // Batches written to the old file are acknowledged only after a sync.
-                    if let Some(old) = file.take() {
+                    // Batches written to the old file are acknowledged only after a sync; if it
+                    // fails, the old file stays current and the write is retried.
+                    if let Some(old) = file.as_ref() {
                         old.sync_data().map_err(|source| SinkError::Write {
                             sink: name.clone(),
                             source,
                         })?;
                     }
+                    *dev_ino = (m.dev(), m.ino());
                     *file = Some(f);
                 }
                 let Some(f) = file.as_mut() else { return Ok(0) };
-                *len_before = f.metadata().ok().map(|m| m.len());
+                // A rollback that failed earlier is finished before anything new is appended.
+                if let Some(len) = *len_before {
+                    f.set_len(len).map_err(|source| SinkError::Write {
+                        sink: name.clone(),
+                        source,
+                    })?;
+                }
+                *len_before = Some(
+                    f.metadata()
+                        .map_err(|source| SinkError::Write {
+                            sink: name.clone(),
+                            source,
+                        })?
+                        .len(),
+                );
                 f.write_all(&self.buf)
                     .map_err(|source| SinkError::Write { sink: name, source })?;
                 *len_before = None;
@@ -176,12 +198,14 @@ impl Sink for FileSink {
             len_before,
             ..
         } = &mut self.target
-            && let Some(len) = len_before.take()
+            && let Some(len) = *len_before
         {
+            // Cleared only once done: a failed rollback is tried again before the next write.
             f.set_len(len).map_err(|e| SinkError::Write {
                 sink: self.name.clone(),
                 source: e,
             })?;
+            *len_before = None;
         }
         Ok(())
     }
