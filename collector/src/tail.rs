@@ -42,8 +42,9 @@ pub struct Pos {
 /// reads them again. kubelet keeps 5 files per container by default.
 const FINISHED_MEMORY: usize = 16;
 
-/// How long an idle stream waits between polls when no inotify event names it.
-const IDLE_POLL: Duration = Duration::from_millis(250);
+/// How long an idle stream waits between polls when no inotify event names it (inotify wakes a
+/// stream at once; the poll only covers dropped events).
+const IDLE_POLL: Duration = Duration::from_millis(1000);
 
 /// A rotated segment at EOF is re-checked for late writes this long before it is closed, when
 /// no newer segment exists yet.
@@ -117,6 +118,9 @@ struct Segment {
     gz: bool,
     size_seen: u64,
     eof_since: Option<Instant>,
+    /// (length, mtime) when the periodic scan last verified the head: an unchanged file is not
+    /// fingerprinted again, so thousands of idle files cost a stat each.
+    head_verified: Option<(u64, Option<SystemTime>)>,
 }
 
 impl Segment {
@@ -418,9 +422,10 @@ impl Tailer {
                 self.batch_started.get_or_insert_with(Instant::now);
             }
         }
-        // Verify the head of live segments: content replaced under the same inode.
+        // Verify the head of live segments: content replaced under the same inode. A file whose
+        // (length, mtime) did not change since its head was verified is not read again.
         for idx in 0..self.streams.len() {
-            self.check_truncation(idx, true);
+            self.check_truncation_unless_unchanged(idx);
         }
         self.compact();
         self.metrics
@@ -1010,6 +1015,29 @@ impl Tailer {
 
     /// copytruncate and content replaced under the same inode: the live segment shrank, or its
     /// head no longer matches its fingerprint.
+    fn check_truncation_unless_unchanged(&mut self, idx: usize) {
+        let s = &mut self.streams[idx];
+        let Some(seg) = s.segs.front_mut() else {
+            return;
+        };
+        let Some(SegReader::Plain(f)) = &seg.reader else {
+            return;
+        };
+        let Ok(meta) = f.metadata() else { return };
+        let state = (meta.len(), meta.modified().ok());
+        if seg.head_verified == Some(state) && meta.len() >= seg.offset {
+            return;
+        }
+        self.check_truncation(idx, true);
+        // Whatever the check did, what is there now was looked at.
+        if let Some(seg) = self.streams[idx].segs.front_mut()
+            && let Some(SegReader::Plain(f)) = &seg.reader
+            && let Ok(m) = f.metadata()
+        {
+            seg.head_verified = Some((m.len(), m.modified().ok()));
+        }
+    }
+
     fn check_truncation(&mut self, idx: usize, check_head: bool) {
         let s = &mut self.streams[idx];
         let Some(seg) = s.segs.front() else { return };
@@ -1059,6 +1087,7 @@ impl Tailer {
                     gz: false,
                     size_seen: meta.len(),
                     eof_since: None,
+                    head_verified: None,
                 };
                 seg.reader = Some(SegReader::Plain(file));
                 seg.dev = f.dev;
@@ -1400,6 +1429,7 @@ fn open_segment(s: &mut Stream, f: &Found, gz: bool) -> Option<Segment> {
         gz,
         size_seen: if gz { 0 } else { meta.len() },
         eof_since: None,
+        head_verified: None,
     })
 }
 
