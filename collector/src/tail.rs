@@ -422,6 +422,12 @@ impl Tailer {
                 self.batch_started.get_or_insert_with(Instant::now);
             }
         }
+        // A stream that vanished while waiting for its checkpointed segment stops waiting.
+        for idx in 0..self.streams.len() {
+            if self.streams[idx].gone && self.streams[idx].pending_cp.is_some() {
+                self.apply_checkpoint(idx);
+            }
+        }
         // Verify the head of live segments: content replaced under the same inode. A file whose
         // (length, mtime) did not change since its head was verified is not read again.
         for idx in 0..self.streams.len() {
@@ -712,7 +718,7 @@ impl Tailer {
         let unknown = cp.resume.fingerprint == 0
             || (cp.resume.offset == 0 && cp.resume.fingerprint == fingerprint::hash(b""));
         let present = s.segs.iter().any(|g| matches_pos(g, &cp.resume));
-        if !present && !unknown && since.elapsed() < patience {
+        if !present && !unknown && !s.gone && since.elapsed() < patience {
             // Not found yet: look again at the next scan before deciding it is gone.
             s.pending_cp = Some((cp, since));
             self.last_full_scan = None;
