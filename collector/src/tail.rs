@@ -1394,6 +1394,8 @@ fn pod_container_dir(kind: &SourceKind, pc: &PodContainer) -> PathBuf {
 thread_local! {
     /// Set when a listed file vanished before it was opened (the tailer is single-threaded).
     static RACED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Files that could not be opened and were already reported.
+    static WARNED: std::cell::RefCell<HashSet<PathBuf>> = std::cell::RefCell::new(HashSet::new());
 }
 
 fn open_segment(s: &mut Stream, f: &Found, gz: bool) -> Option<Segment> {
@@ -1405,7 +1407,14 @@ fn open_segment(s: &mut Stream, f: &Found, gz: bool) -> Option<Segment> {
             return None;
         }
         Err(e) => {
-            tracing::warn!(path = %f.path.display(), error = %e, "cannot open log file");
+            // Every scan meets the file again: say it once.
+            let first = WARNED.with(|w| {
+                let mut w = w.borrow_mut();
+                w.len() < 10_000 && w.insert(f.path.clone())
+            });
+            if first {
+                tracing::warn!(path = %f.path.display(), error = %e, "cannot open log file");
+            }
             return None;
         }
     };
