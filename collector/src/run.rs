@@ -301,8 +301,22 @@ fn start_watcher(
     Some(watcher)
 }
 
+/// One sink's loop: write batches as they come, make them durable in groups, acknowledge.
+struct SinkRunner<S> {
+    sink: S,
+    index: usize,
+    accepts: Vec<bool>,
+    acks: mpsc::UnboundedSender<(usize, u64)>,
+    /// Written, not yet durable: kept so a failed flush can write them again.
+    pending: Vec<(Arc<Batch>, usize)>,
+    sent: prometheus_client::metrics::counter::Counter,
+    acked: prometheus_client::metrics::counter::Counter,
+    errors: prometheus_client::metrics::counter::Counter,
+    flush_seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
 async fn sink_task<S: Sink>(
-    mut sink: S,
+    sink: S,
     index: usize,
     accepts: Vec<bool>,
     mut rx: mpsc::Receiver<Arc<Batch>>,
@@ -312,111 +326,101 @@ async fn sink_task<S: Sink>(
     let labels = SinkLabels {
         sink: sink.name().to_owned(),
     };
-    let sent = metrics.records_sent.get_or_create_owned(&labels);
-    let acked = metrics.records_acked.get_or_create_owned(&labels);
-    let errors = metrics.sink_errors.get_or_create_owned(&labels);
-    let flush_hist = metrics.sink_flush_seconds.get_or_create_owned(&labels);
-    let mut pending: Vec<(u64, usize)> = Vec::new();
+    let mut r = SinkRunner {
+        sent: metrics.records_sent.get_or_create_owned(&labels),
+        acked: metrics.records_acked.get_or_create_owned(&labels),
+        errors: metrics.sink_errors.get_or_create_owned(&labels),
+        flush_seconds: metrics.sink_flush_seconds.get_or_create_owned(&labels),
+        sink,
+        index,
+        accepts,
+        acks,
+        pending: Vec::new(),
+    };
     loop {
-        let next = if pending.is_empty() {
+        let next = if r.pending.is_empty() {
             rx.recv().await
         } else {
             match rx.try_recv() {
                 Ok(b) => Some(b),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    flush_and_ack(
-                        &mut sink,
-                        &mut pending,
-                        index,
-                        &acks,
-                        &acked,
-                        &errors,
-                        &flush_hist,
-                    )
-                    .await;
+                    r.flush_and_ack().await;
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             }
         };
         let Some(batch) = next else {
-            flush_and_ack(
-                &mut sink,
-                &mut pending,
-                index,
-                &acks,
-                &acked,
-                &errors,
-                &flush_hist,
-            )
-            .await;
+            r.flush_and_ack().await;
             return;
         };
+        let n = r.write(&batch).await;
+        r.sent.inc_by(n as u64);
+        r.pending.push((batch, n));
+        if r.pending.len() >= 8 {
+            r.flush_and_ack().await;
+        }
+    }
+}
+
+impl<S: Sink> SinkRunner<S> {
+    /// Writes one batch, retrying with backoff; a failed attempt is rolled back first.
+    async fn write(&mut self, batch: &Batch) -> usize {
         let mut backoff = Duration::from_millis(100);
-        let n = loop {
-            match sink.write(&batch, &accepts).await {
-                Ok(n) => break n,
+        loop {
+            match self.sink.write(batch, &self.accepts).await {
+                Ok(n) => return n,
                 Err(e) => {
-                    errors.inc();
-                    tracing::warn!(sink = %sink.name(), error = %e, retry_ms = backoff.as_millis() as u64, "sink write failed, retrying");
-                    if let Err(e) = sink.rollback().await {
-                        tracing::warn!(sink = %sink.name(), error = %e, "sink rollback failed");
+                    self.errors.inc();
+                    tracing::warn!(sink = %self.sink.name(), error = %e, retry_ms = backoff.as_millis() as u64, "sink write failed, retrying");
+                    if let Err(e) = self.sink.rollback().await {
+                        tracing::warn!(sink = %self.sink.name(), error = %e, "sink rollback failed");
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
-        };
-        sent.inc_by(n as u64);
-        pending.push((batch.id, n));
-        // Release our reference before acknowledging, so the finalizer can recycle storage.
-        drop(batch);
-        if pending.len() >= 8 {
-            flush_and_ack(
-                &mut sink,
-                &mut pending,
-                index,
-                &acks,
-                &acked,
-                &errors,
-                &flush_hist,
-            )
-            .await;
         }
     }
-}
 
-async fn flush_and_ack<S: Sink>(
-    sink: &mut S,
-    pending: &mut Vec<(u64, usize)>,
-    index: usize,
-    acks: &mpsc::UnboundedSender<(usize, u64)>,
-    acked: &prometheus_client::metrics::counter::Counter,
-    errors: &prometheus_client::metrics::counter::Counter,
-    hist: &prometheus_client::metrics::histogram::Histogram,
-) {
-    if pending.is_empty() {
-        return;
-    }
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let started = std::time::Instant::now();
-        match sink.flush().await {
-            Ok(()) => {
-                hist.observe(started.elapsed().as_secs_f64());
-                break;
-            }
-            Err(e) => {
-                errors.inc();
-                tracing::warn!(sink = %sink.name(), error = %e, "sink flush failed, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+    /// Makes the pending batches durable, then acknowledges them. A failed flush says nothing
+    /// about what reached the disk (a retried fsync can succeed after the data was dropped), so
+    /// everything since the last durable point is discarded and written again.
+    async fn flush_and_ack(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = std::time::Instant::now();
+            match self.sink.flush().await {
+                Ok(()) => {
+                    self.flush_seconds.observe(started.elapsed().as_secs_f64());
+                    break;
+                }
+                Err(e) => {
+                    self.errors.inc();
+                    tracing::warn!(sink = %self.sink.name(), error = %e, "sink flush failed, writing the unflushed batches again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    if let Err(e) = self.sink.discard_unflushed().await {
+                        tracing::warn!(sink = %self.sink.name(), error = %e, "cannot discard unflushed bytes");
+                        continue;
+                    }
+                    let batches: Vec<Arc<Batch>> =
+                        self.pending.iter().map(|(b, _)| b.clone()).collect();
+                    for b in &batches {
+                        self.write(b).await;
+                    }
+                }
             }
         }
-    }
-    for (id, n) in pending.drain(..) {
-        acked.inc_by(n as u64);
-        let _ = acks.send((index, id));
+        let done: Vec<(u64, usize)> = self.pending.drain(..).map(|(b, n)| (b.id, n)).collect();
+        // Our references are gone before the acknowledgement, so the finalizer can recycle.
+        for (id, n) in done {
+            self.acked.inc_by(n as u64);
+            let _ = self.acks.send((self.index, id));
+        }
     }
 }
 

@@ -40,7 +40,7 @@ pub struct Pos {
 
 /// Finished segments remembered per stream (fingerprints, names), so a rescan or restart never
 /// reads them again. kubelet keeps 5 files per container by default.
-const FINISHED_MEMORY: usize = 16;
+const FINISHED_MEMORY: usize = 64;
 
 /// How long an idle stream waits between polls when no inotify event names it (inotify wakes a
 /// stream at once; the poll only covers dropped events).
@@ -167,6 +167,9 @@ struct Stream {
     suppress_until: Option<Pos>,
     finished_fps: VecDeque<u64>,
     finished_stamps: VecDeque<String>,
+    /// The newest rotation stamp of a finished segment: kubelet's stamps grow, so a rotated
+    /// file stamped at or before it was read, whatever the bounded lists above forgot.
+    finished_max_stamp: Option<String>,
     /// Files of the last scan (copytruncate looks for the copy here).
     last_found: Vec<Found>,
     /// Changed since the last batch cut: its mark goes into the next batch.
@@ -556,6 +559,7 @@ impl Tailer {
             suppress_until: None,
             finished_fps: VecDeque::new(),
             finished_stamps: VecDeque::new(),
+            finished_max_stamp: None,
             last_found: Vec::new(),
             touched: false,
             gone: false,
@@ -652,6 +656,7 @@ impl Tailer {
                         }
                         if s.segs.iter().any(|g| g.stamp() == Some(stamp.as_str()))
                             || s.finished_stamps.iter().any(|x| x == stamp)
+                            || s.finished_max_stamp.as_ref().is_some_and(|m| stamp <= m)
                         {
                             continue;
                         }
@@ -1591,6 +1596,9 @@ fn remember_finished(s: &mut Stream, fp: Option<u64>, stamp: Option<String>) {
         s.finished_fps.push_back(fp);
     }
     if let Some(stamp) = stamp {
+        if s.finished_max_stamp.as_ref().is_none_or(|m| stamp > *m) {
+            s.finished_max_stamp = Some(stamp.clone());
+        }
         if s.finished_stamps.len() >= FINISHED_MEMORY {
             s.finished_stamps.pop_front();
         }

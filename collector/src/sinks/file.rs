@@ -17,6 +17,8 @@ enum Target {
         /// rollback never cuts acknowledged data.
         len_before: Option<u64>,
         dev_ino: (u64, u64),
+        /// Length at the last successful sync: what a failed flush falls back to.
+        durable_len: u64,
     },
     Stdout,
 }
@@ -38,6 +40,7 @@ impl FileSink {
                 file: None,
                 len_before: None,
                 dev_ino: (0, 0),
+                durable_len: 0,
             },
             buf: Vec::new(),
             encoder: JsonEncoder::default(),
@@ -133,6 +136,7 @@ impl Sink for FileSink {
                 file,
                 len_before,
                 dev_ino,
+                durable_len,
             } => {
                 // Rotate-safe: if the path now names another file (or none), reopen it.
                 let current = std::fs::metadata(&*path).ok().map(|m| (m.dev(), m.ino()));
@@ -154,6 +158,12 @@ impl Sink for FileSink {
                             source,
                         })?;
                     }
+                    // What the new file already holds is made durable once, as the fallback.
+                    f.sync_data().map_err(|source| SinkError::Write {
+                        sink: name.clone(),
+                        source,
+                    })?;
+                    *durable_len = m.len();
                     *dev_ino = (m.dev(), m.ino());
                     *file = Some(f);
                 }
@@ -187,9 +197,39 @@ impl Sink for FileSink {
                 .lock()
                 .flush()
                 .map_err(|e| self.err_write(e)),
-            Target::File { file: Some(f), .. } => f.sync_data().map_err(|e| self.err_write(e)),
+            Target::File {
+                file: Some(f),
+                durable_len,
+                ..
+            } => {
+                let name = &self.name;
+                let err = |source| SinkError::Write {
+                    sink: name.clone(),
+                    source,
+                };
+                f.sync_data().map_err(err)?;
+                *durable_len = f.metadata().map_err(err)?.len();
+                Ok(())
+            }
             Target::File { file: None, .. } => Ok(()),
         }
+    }
+
+    async fn discard_unflushed(&mut self) -> Result<(), SinkError> {
+        if let Target::File {
+            file: Some(f),
+            durable_len,
+            len_before,
+            ..
+        } = &mut self.target
+        {
+            f.set_len(*durable_len).map_err(|e| SinkError::Write {
+                sink: self.name.clone(),
+                source: e,
+            })?;
+            *len_before = None;
+        }
+        Ok(())
     }
 
     async fn rollback(&mut self) -> Result<(), SinkError> {
@@ -215,6 +255,61 @@ impl Sink for FileSink {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn batch(id: u64, messages: &[&str]) -> Batch {
+        use crate::event::{Event, SegmentPath, StreamInfo};
+        let info = std::sync::Arc::new(StreamInfo::new(
+            0,
+            "k".into(),
+            None,
+            "c".into(),
+            "n".into(),
+            "d".into(),
+        ));
+        let path = std::sync::Arc::new(SegmentPath::new("p".into()));
+        Batch {
+            id,
+            events: messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Event {
+                    stream: info.clone(),
+                    path: path.clone(),
+                    timestamp_ns: 0,
+                    std: None,
+                    message: (*m).to_owned(),
+                    level: None,
+                    flags: Default::default(),
+                    offset: i as u64,
+                    sequence: i as u64,
+                    id: i as u64,
+                })
+                .collect(),
+            marks: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_falls_back_to_the_last_durable_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = FileSink::file("s".into(), path.clone());
+        sink.write(&batch(1, &["one"]), &[true]).await.unwrap();
+        sink.flush().await.unwrap();
+        let durable = std::fs::read(&path).unwrap();
+        sink.write(&batch(2, &["two", "three"]), &[true])
+            .await
+            .unwrap();
+        assert!(std::fs::read(&path).unwrap().len() > durable.len());
+        sink.discard_unflushed().await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), durable);
+        // And writing again after the discard appends cleanly.
+        sink.write(&batch(2, &["two"]), &[true]).await.unwrap();
+        sink.flush().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
 
     #[test]
     fn torn_last_line_is_cut_on_open() {

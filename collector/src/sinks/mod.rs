@@ -40,4 +40,7 @@ pub trait Sink: Send + 'static {
     /// Undoes a failed write of a batch so it can be retried without duplicating it, where the
     /// destination allows (a file is truncated back).
     fn rollback(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// After a failed flush: drops everything written since the last successful flush, where
+    /// the destination allows, so it can be written again (a file is truncated back).
+    fn discard_unflushed(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
