@@ -353,7 +353,11 @@ async fn wait_delivered(out: &Path, tag: &str, seq: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        // MODEL_CASES=500 for a longer run.
+        cases: std::env::var("MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+        ..ProptestConfig::default()
+    })]
     /// A model test: random writes, partial lines, rotations (rename + gzip), copytruncate,
     /// pruning, restarts and sink outages; the model is "every written line, once, in order",
     /// with consecutive `event.sequence`.
