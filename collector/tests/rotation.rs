@@ -149,6 +149,14 @@ impl KubeletWriter {
     }
 }
 
+/// A temporary root with one container `a/app` and the sink's output path.
+fn fixture() -> (tempfile::TempDir, PathBuf, KubeletWriter) {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out.ndjson");
+    let a = KubeletWriter::new(&root.path().join("pods"), "a", "app");
+    (root, out, a)
+}
+
 /// stream tag → sequence numbers in delivery order; also checks event.sequence per stream.
 fn delivered(out: &Path) -> BTreeMap<String, Vec<u64>> {
     let mut m: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -215,11 +223,8 @@ fn assert_exact(d: &BTreeMap<String, Vec<u64>>, w: &KubeletWriter) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_gzip_and_restart_deliver_every_line_once_in_order() {
-    let root = tempfile::tempdir().unwrap();
-    let out = root.path().join("out.ndjson");
-    let pods = root.path().join("pods");
-    let mut a = KubeletWriter::new(&pods, "a", "app");
-    let mut b = KubeletWriter::new(&pods, "b", "app");
+    let (root, out, mut a) = fixture();
+    let mut b = KubeletWriter::new(&root.path().join("pods"), "b", "app");
     a.write(500, 7);
     b.write(100, 0);
     let r = start(config(root.path(), &out));
@@ -248,10 +253,7 @@ async fn rotation_gzip_and_restart_deliver_every_line_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_line_at_restart_is_completed_not_duplicated() {
-    let root = tempfile::tempdir().unwrap();
-    let out = root.path().join("out.ndjson");
-    let pods = root.path().join("pods");
-    let mut a = KubeletWriter::new(&pods, "a", "app");
+    let (root, out, mut a) = fixture();
     a.write(10, 0);
     // An unfinished P chunk is in the file when the collector stops.
     writeln!(a.file, "2026-11-26T10:00:00.000000001Z stdout P a/app se").unwrap();
@@ -295,10 +297,7 @@ fn delivered_filtered(out: &Path) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copytruncate_reads_the_rest_from_the_copy() {
-    let root = tempfile::tempdir().unwrap();
-    let out = root.path().join("out.ndjson");
-    let pods = root.path().join("pods");
-    let mut a = KubeletWriter::new(&pods, "a", "app");
+    let (root, out, mut a) = fixture();
     a.write(100, 0);
     let r = start(config(root.path(), &out));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -419,10 +418,7 @@ proptest! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_copytruncate_of_unread_file() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let root = tempfile::tempdir().unwrap();
-    let out = root.path().join("out.ndjson");
-    let pods = root.path().join("pods");
-    let mut a = KubeletWriter::new(&pods, "a", "app");
+    let (root, out, mut a) = fixture();
     let r = start(config(root.path(), &out));
     stop(r).await;
     let r = start(config(root.path(), &out));
@@ -447,10 +443,7 @@ async fn regression_copytruncate_of_unread_file() {
 async fn regression_duplicate_at_restart() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     for _ in 0..5 {
-        let root = tempfile::tempdir().unwrap();
-        let out = root.path().join("out.ndjson");
-        let pods = root.path().join("pods");
-        let mut a = KubeletWriter::new(&pods, "a", "app");
+        let (root, out, mut a) = fixture();
         let r = start(config(root.path(), &out));
         tokio::time::sleep(Duration::from_millis(46)).await;
         a.rotate(100);
@@ -484,10 +477,7 @@ async fn regression_duplicate_at_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_restart_right_after_rotation() {
     for _ in 0..5 {
-        let root = tempfile::tempdir().unwrap();
-        let out = root.path().join("out.ndjson");
-        let pods = root.path().join("pods");
-        let mut a = KubeletWriter::new(&pods, "a", "app");
+        let (root, out, mut a) = fixture();
         let r = start(config(root.path(), &out));
         a.write(59, 0);
         a.write(146, 0);
@@ -518,10 +508,7 @@ async fn regression_restart_right_after_rotation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_rotations_before_first_read() {
-    let root = tempfile::tempdir().unwrap();
-    let out = root.path().join("out.ndjson");
-    let pods = root.path().join("pods");
-    let mut a = KubeletWriter::new(&pods, "a", "app");
+    let (root, out, mut a) = fixture();
     let r = start(config(root.path(), &out));
     tokio::time::sleep(Duration::from_millis(28)).await;
     a.rotate(100);
@@ -538,10 +525,7 @@ async fn regression_rotations_before_first_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_copytruncate_between_rotations_with_restarts() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let root = tempfile::tempdir().unwrap();
-    let out = root.path().join("out.ndjson");
-    let pods = root.path().join("pods");
-    let mut a = KubeletWriter::new(&pods, "a", "app");
+    let (root, out, mut a) = fixture();
     let r = start(config(root.path(), &out));
     stop(r).await;
     let r = start(config(root.path(), &out));
@@ -567,10 +551,7 @@ async fn regression_copytruncate_between_rotations_with_restarts() {
 async fn regression_rotations_then_restart_keep_the_first_segment() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     for _ in 0..5 {
-        let root = tempfile::tempdir().unwrap();
-        let out = root.path().join("out.ndjson");
-        let pods = root.path().join("pods");
-        let mut a = KubeletWriter::new(&pods, "a", "app");
+        let (root, out, mut a) = fixture();
         let r = start(config(root.path(), &out));
         a.write(75, 2);
         a.write(58, 0);
@@ -591,10 +572,7 @@ async fn regression_rotations_then_restart_keep_the_first_segment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_write_rotate_write_right_after_start() {
     for _ in 0..10 {
-        let root = tempfile::tempdir().unwrap();
-        let out = root.path().join("out.ndjson");
-        let pods = root.path().join("pods");
-        let mut a = KubeletWriter::new(&pods, "a", "app");
+        let (root, out, mut a) = fixture();
         let r = start(config(root.path(), &out));
         a.write(136, 0);
         a.rotate(100);
@@ -611,10 +589,7 @@ async fn regression_write_rotate_write_right_after_start() {
 async fn regression_copies_gzipped_after_copytruncate_are_not_read_again() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     for _ in 0..10 {
-        let root = tempfile::tempdir().unwrap();
-        let out = root.path().join("out.ndjson");
-        let pods = root.path().join("pods");
-        let mut a = KubeletWriter::new(&pods, "a", "app");
+        let (root, out, mut a) = fixture();
         let r = start(config(root.path(), &out));
         a.write(71, 0);
         a.rotate(100);
