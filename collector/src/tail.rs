@@ -146,6 +146,13 @@ struct StreamMetrics {
     lines: Counter,
     bytes: Counter,
     lag_bytes: Gauge,
+    /// Per-source merge counters, and how much of this stream's merger statistics they hold.
+    partials_merged: Counter,
+    multiline_merged: Counter,
+    truncated: Counter,
+    invalid_lines: Counter,
+    unterminated: Counter,
+    reported: nevermore_parse::MergeStats,
 }
 
 struct Stream {
@@ -448,6 +455,7 @@ impl Tailer {
         if removed < 64 || removed * 2 < self.streams.len() {
             return;
         }
+        self.publish_merge_stats();
         self.streams.retain(|s| !s.removed);
         self.by_key.clear();
         self.by_dir.clear();
@@ -539,10 +547,20 @@ impl Tailer {
             source: src.id.clone(),
             stream: key_text.to_string(),
         };
+        let source_labels = SourceLabels {
+            source: src.id.clone(),
+        };
+        let m = &self.metrics;
         let metrics = StreamMetrics {
-            lines: self.metrics.lines_read.get_or_create_owned(&labels),
-            bytes: self.metrics.bytes_read.get_or_create_owned(&labels),
-            lag_bytes: self.metrics.lag_bytes.get_or_create_owned(&labels),
+            lines: m.lines_read.get_or_create_owned(&labels),
+            bytes: m.bytes_read.get_or_create_owned(&labels),
+            lag_bytes: m.lag_bytes.get_or_create_owned(&labels),
+            partials_merged: m.partials_merged.get_or_create_owned(&source_labels),
+            multiline_merged: m.multiline_merged.get_or_create_owned(&source_labels),
+            truncated: m.truncated.get_or_create_owned(&source_labels),
+            invalid_lines: m.invalid_lines.get_or_create_owned(&source_labels),
+            unterminated: m.unterminated.get_or_create_owned(&source_labels),
+            reported: nevermore_parse::MergeStats::default(),
         };
         let stream = Stream {
             key: key.clone(),
@@ -1322,41 +1340,22 @@ impl Tailer {
     }
 
     fn publish_merge_stats(&mut self) {
-        // Merge statistics are cumulative per merger; publish the deltas per source.
-        let mut per_source: HashMap<usize, nevermore_parse::MergeStats> = HashMap::new();
+        // Merger statistics are cumulative per stream: publish what is new since last time.
         for s in &mut self.streams {
             let st = s.merger.stats();
-            let e = per_source.entry(s.source).or_default();
-            e.partials_merged += st.partials_merged;
-            e.multiline_merged += st.multiline_merged;
-            e.truncated += st.truncated;
-            e.invalid_lines += st.invalid_lines;
-            e.unterminated += st.unterminated;
-        }
-        for (si, st) in per_source {
-            let labels = SourceLabels {
-                source: self.params.sources[si].id.clone(),
-            };
-            set_counter(
-                &self.metrics.partials_merged.get_or_create_owned(&labels),
-                st.partials_merged,
-            );
-            set_counter(
-                &self.metrics.multiline_merged.get_or_create_owned(&labels),
-                st.multiline_merged,
-            );
-            set_counter(
-                &self.metrics.truncated.get_or_create_owned(&labels),
-                st.truncated,
-            );
-            set_counter(
-                &self.metrics.invalid_lines.get_or_create_owned(&labels),
-                st.invalid_lines,
-            );
-            set_counter(
-                &self.metrics.unterminated.get_or_create_owned(&labels),
-                st.unterminated,
-            );
+            let m = &mut s.metrics;
+            let was = m.reported;
+            m.partials_merged
+                .inc_by(st.partials_merged.saturating_sub(was.partials_merged));
+            m.multiline_merged
+                .inc_by(st.multiline_merged.saturating_sub(was.multiline_merged));
+            m.truncated
+                .inc_by(st.truncated.saturating_sub(was.truncated));
+            m.invalid_lines
+                .inc_by(st.invalid_lines.saturating_sub(was.invalid_lines));
+            m.unterminated
+                .inc_by(st.unterminated.saturating_sub(was.unterminated));
+            m.reported = st;
         }
     }
 
@@ -1376,14 +1375,6 @@ impl Tailer {
             let age = (now_ns() - s.last_acked_ts_ns).max(0) as f64 / 1e9;
             self.metrics.lag_seconds.get_or_create(&labels).set(age);
         }
-    }
-}
-
-/// Counters in a family are monotonic: raise to the merger's cumulative total.
-fn set_counter(c: &Counter, total: u64) {
-    let cur = c.get();
-    if total > cur {
-        c.inc_by(total - cur);
     }
 }
 
