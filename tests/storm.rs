@@ -96,6 +96,23 @@ impl Container {
         }
     }
 
+    /// Rotated segments, oldest first.
+    fn rotated(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("0.log.")
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
     fn rotate(&mut self) {
         self.rotations += 1;
         let stamp = format!("20261126-{:06}", self.rotations);
@@ -110,18 +127,7 @@ impl Container {
             .open(self.dir.join("0.log"))
             .unwrap();
         self.written = 0;
-        let mut rotated: Vec<PathBuf> = fs::read_dir(&self.dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("0.log.")
-            })
-            .collect();
-        rotated.sort();
+        let rotated = self.rotated();
         let plain: Vec<&PathBuf> = rotated
             .iter()
             .filter(|p| p.extension().is_none_or(|e| e != "gz"))
@@ -139,18 +145,7 @@ impl Container {
                 fs::remove_file(p).unwrap();
             }
         }
-        let mut rotated: Vec<PathBuf> = fs::read_dir(&self.dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("0.log.")
-            })
-            .collect();
-        rotated.sort();
+        let rotated = self.rotated();
         if rotated.len() + 1 > KEEP_FILES {
             for p in &rotated[..rotated.len() + 1 - KEEP_FILES] {
                 fs::remove_file(p).unwrap();
