@@ -14,7 +14,7 @@
 
 use crate::config::{PipelineConfig, SourceKind};
 use crate::discover::{self, Found, PodContainer, SegmentName, StreamKey};
-use crate::event::{Batch, Event, Mark, SegmentPath, StreamInfo, event_id, kubernetes_fields};
+use crate::event::{Batch, Event, Mark, SegmentPath, StreamInfo, kubernetes_fields};
 use crate::fingerprint;
 use crate::metrics::{Metrics, SourceLabels, StreamLabels};
 use flate2::read::MultiGzDecoder;
@@ -146,6 +146,8 @@ struct StreamMetrics {
     lines: Counter,
     bytes: Counter,
     lag_bytes: Gauge,
+    lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    replayed_suppressed: Counter,
     /// Per-source merge counters, and how much of this stream's merger statistics they hold.
     partials_merged: Counter,
     multiline_merged: Counter,
@@ -555,6 +557,8 @@ impl Tailer {
             lines: m.lines_read.get_or_create_owned(&labels),
             bytes: m.bytes_read.get_or_create_owned(&labels),
             lag_bytes: m.lag_bytes.get_or_create_owned(&labels),
+            lag_seconds: m.lag_seconds.get_or_create_owned(&labels),
+            replayed_suppressed: m.replayed_suppressed.get_or_create_owned(&source_labels),
             partials_merged: m.partials_merged.get_or_create_owned(&source_labels),
             multiline_merged: m.multiline_merged.get_or_create_owned(&source_labels),
             truncated: m.truncated.get_or_create_owned(&source_labels),
@@ -924,8 +928,7 @@ impl Tailer {
                 total += n;
                 s.metrics.bytes.inc_by(n as u64);
                 let read_ns = now_ns();
-                let (data, rest) = self.scratch.split_at(n);
-                let _ = rest;
+                let data = &self.scratch[..n];
                 let lines = process_chunk(
                     s,
                     data,
@@ -1241,29 +1244,15 @@ impl Tailer {
             return;
         }
         let s = &mut self.streams[idx];
-        let src = &self.params.sources[s.source];
-        let stats_before = s.merger.stats();
-        let _ = stats_before;
         for rec in self.records.drain(..) {
             if let Some(limit) = s.suppress_until
                 && rec.end <= limit
             {
-                self.metrics
-                    .replayed_suppressed
-                    .get_or_create(&SourceLabels {
-                        source: src.id.clone(),
-                    })
-                    .inc();
+                s.metrics.replayed_suppressed.inc();
                 continue;
             }
             let (fp, path) = seg_identity(s, rec.start.seg);
-            let id = event_id(
-                &self.params.cluster,
-                &self.params.node,
-                &s.info.key,
-                fp,
-                rec.start.offset,
-            );
+            let id = s.info.event_id(fp, rec.start.offset);
             self.batch.bytes += rec.message.len();
             self.batch.events.push(Event {
                 stream: s.info.clone(),
@@ -1367,13 +1356,9 @@ impl Tailer {
             .map(|g| g.size_seen.saturating_sub(g.offset))
             .sum();
         s.metrics.lag_bytes.set(lag as i64);
-        let labels = StreamLabels {
-            source: self.params.sources[s.source].id.clone(),
-            stream: s.info.key.to_string(),
-        };
         if lag > 0 && s.last_acked_ts_ns > 0 {
             let age = (now_ns() - s.last_acked_ts_ns).max(0) as f64 / 1e9;
-            self.metrics.lag_seconds.get_or_create(&labels).set(age);
+            s.metrics.lag_seconds.set(age);
         }
     }
 }
@@ -1666,38 +1651,31 @@ fn process_chunk(
                     offset: chunk_start + end_idx as u64 + 1,
                 };
                 let start = s.frontier;
-                if s.carry.is_empty() && !s.carry_cut {
-                    let bytes = &data[pos..end_idx];
-                    let cut = bytes.len() > max;
-                    let bytes = if cut { &bytes[..max] } else { bytes };
-                    s.merger.push(
-                        RawLine {
-                            bytes,
-                            start,
-                            end,
-                            cut,
-                        },
-                        now_ms,
-                        read_ns,
-                        out,
-                    );
+                // A line wholly in this chunk is passed in place; one that began in an earlier
+                // chunk is completed in the carry buffer (kept for reuse).
+                let mut carry = Vec::new();
+                let (bytes, cut) = if s.carry.is_empty() && !s.carry_cut {
+                    let line = &data[pos..end_idx];
+                    (&line[..line.len().min(max)], line.len() > max)
                 } else {
                     append_bounded(&mut s.carry, &mut s.carry_cut, &data[pos..end_idx], max);
-                    let carry = std::mem::take(&mut s.carry);
-                    let cut = std::mem::take(&mut s.carry_cut);
-                    s.merger.push(
-                        RawLine {
-                            bytes: &carry,
-                            start,
-                            end,
-                            cut,
-                        },
-                        now_ms,
-                        read_ns,
-                        out,
-                    );
+                    carry = std::mem::take(&mut s.carry);
+                    (&carry[..], std::mem::take(&mut s.carry_cut))
+                };
+                s.merger.push(
+                    RawLine {
+                        bytes,
+                        start,
+                        end,
+                        cut,
+                    },
+                    now_ms,
+                    read_ns,
+                    out,
+                );
+                if carry.capacity() > 0 {
+                    carry.clear();
                     s.carry = carry;
-                    s.carry.clear();
                 }
                 s.frontier = end;
                 lines += 1;
