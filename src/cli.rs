@@ -38,27 +38,30 @@ pub enum Command {
     )]
     Relay(FutureArgs),
 
-    /// Serve log search, deduplicated metrics and dashboards over HTTP (not yet available)
+    /// Serve log search over HTTP (metrics and dashboards are planned)
     #[command(
         long_about = "Run the query service: the log search API over Elasticsearch or \
-        the embedded index, a Prometheus-compatible API that deduplicates HA replicas, \
-        namespace/workload/pod dashboards and the web UI. Reads the `serve` section of the \
-        config file. Not yet available in this build."
+        the embedded index (`/api/v1/logs/search`, `histogram`, `fields/<field>/values`, \
+        `context`, `tail`). Reads the `serve` section of the config file. The Prometheus-compatible \
+        metrics API and the dashboards are planned."
     )]
-    Serve(FutureArgs),
+    Serve(ServeArgs),
 
-    /// Run collector, embedded index and query service in one process (not yet available)
+    /// Collect, index and serve search in one process (with no config: a live demo)
     #[command(
         long_about = "Run the collector, the embedded index and the query service in one \
-        process: the zero-setup default for a single machine. Not yet available in this build."
+        process: the zero-setup default for a single machine. With --config, the file's \
+        `sources`, `sinks` and `serve` sections are used (an embedded sink is added when the \
+        file has none). Without it, a demo runs: sample pods plus a live generator writing \
+        CRI logs with real rotation into a temporary directory."
     )]
-    Up(FutureArgs),
+    Up(UpArgs),
 
-    /// Search logs from the terminal through the search API (not yet available)
+    /// Search logs from the terminal through the search API
     #[command(
         long_about = "Search logs with the nevermore query language through the search \
-        API of a running `nevermore serve`, and print the matching records. Not yet available \
-        in this build."
+        API of a running `nevermore serve` or `nevermore up`, and print the matching records, \
+        newest first. Example: nevermore search 'namespace:shop level:>=warn \"connection refused\"' --since 1h"
     )]
     Search(SearchArgs),
 }
@@ -103,14 +106,99 @@ pub struct FutureArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SearchArgs {
-    /// The search query, in the nevermore query language
-    #[arg(value_name = "QUERY")]
-    pub query: String,
+pub struct ServeArgs {
+    /// Path of the YAML config file (its `serve` section)
+    #[arg(short, long, env = "NEVERMORE_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
 
-    /// Path of the YAML config file
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Path of the YAML config file; without it the bundled demo runs
     #[arg(short, long, env = "NEVERMORE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Address of the search API in demo mode
+    #[arg(long, default_value = "127.0.0.1:9800", value_name = "ADDR")]
+    pub listen: String,
+
+    /// Lines a second the demo generator writes
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub demo_rate: u32,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The search query, e.g. `namespace:shop -pod:canary-* level:>=warn "connection refused"`
+    #[arg(value_name = "QUERY", default_value = "")]
+    pub query: String,
+
+    /// How far back to search: a number and s, m, h or d
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
+    pub since: String,
+
+    /// End of the range (RFC 3339, unix seconds, `now-<duration>`); default now
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Records to print at most
+    #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
+    pub limit: usize,
+
+    /// Oldest first
+    #[arg(long)]
+    pub reverse: bool,
+
+    /// Keep printing new records as they arrive (like `tail -f`)
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Print records as NDJSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// Colour the output
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// The search API
+    #[arg(
+        long,
+        env = "NEVERMORE_SERVER",
+        default_value = "http://127.0.0.1:9800",
+        value_name = "URL"
+    )]
+    pub server: String,
+
+    /// Bearer token (when the server has tenants)
+    #[arg(
+        long,
+        env = "NEVERMORE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn parse_duration(s: &str) -> Result<String, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    if num.is_empty() || !matches!(unit, "s" | "m" | "h" | "d") {
+        return Err(format!("`{s}` is not a duration such as 15m, 1h or 7d"));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -1,11 +1,18 @@
 //! `nevermore`: the one binary of the collector, relay and query service.
 
 mod cli;
+mod demo;
+mod search;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use cli::{CheckConfigArgs, Cli, CollectArgs, Command, LogArgs, LogFormat};
+use cli::{CheckConfigArgs, Cli, CollectArgs, Command, LogArgs, LogFormat, ServeArgs, UpArgs};
+use nevermore_collector::config::{CollectorConfig, EmbeddedSinkConfig, SinkConfig, SinkKind};
+use nevermore_query::config::{LogsConfig, ServeConfig};
+use nevermore_query::logs::Backend;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,6 +25,12 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig(args) => check_config(&args),
+        Command::Serve(args) => report("serve", serve(args)),
+        Command::Up(args) => report("up", up(args)),
+        Command::Search(args) => report(
+            "search",
+            runtime().and_then(|rt| rt.block_on(search::run(args))),
+        ),
         other => {
             eprintln!(
                 "nevermore {}: not yet available in this build",
@@ -26,6 +39,198 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn report(command: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nevermore {command}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("nevermore")
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = nevermore_query::config::load(&args.config)?;
+    init_tracing(&args.log)?;
+    runtime()?.block_on(async {
+        let shutdown = shutdown_signal()?;
+        let backend = open_backend(&cfg)?;
+        serve_until(cfg, backend, shutdown).await
+    })
+}
+
+fn open_backend(cfg: &ServeConfig) -> anyhow::Result<Backend> {
+    Ok(match &cfg.logs {
+        LogsConfig::Embedded { path } => {
+            let index = nevermore_index::LogIndex::open(path)?;
+            Backend::Embedded(nevermore_query::logs::embedded::EmbeddedBackend::new(
+                index,
+            )?)
+        }
+        LogsConfig::Elasticsearch {
+            endpoints,
+            index,
+            username,
+            password,
+            bearer_token,
+            request_timeout,
+        } => {
+            use nevermore_query::logs::elasticsearch::{EsAuth, EsBackend, EsTimeouts};
+            let auth = match (username, bearer_token) {
+                (Some(u), _) => Some(EsAuth::Basic {
+                    username: u.clone(),
+                    password: password.clone().unwrap_or_default(),
+                }),
+                (None, Some(t)) => Some(EsAuth::Bearer { token: t.clone() }),
+                (None, None) => None,
+            };
+            let timeouts = EsTimeouts {
+                request: *request_timeout,
+                ..EsTimeouts::default()
+            };
+            Backend::Elasticsearch(EsBackend::new(
+                endpoints.clone(),
+                index.clone(),
+                auth,
+                timeouts,
+            )?)
+        }
+    })
+}
+
+async fn serve_until(
+    cfg: ServeConfig,
+    backend: Backend,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    tracing::info!(addr = %cfg.listen, "search API listening");
+    let state = nevermore_query::http::AppState::new(backend, cfg);
+    nevermore_query::http::serve(listener, state, shutdown)
+        .await
+        .context("search API failed")
+}
+
+/// `up`: the collector with an embedded sink, and the query service on the same index.
+fn up(args: UpArgs) -> anyhow::Result<()> {
+    let (text, file, demo) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+            path.display().to_string(),
+            None,
+        ),
+        None => {
+            let demo = demo::prepare(&args.listen).context("cannot prepare the demo")?;
+            (demo.config_yaml.clone(), "<demo>".to_string(), Some(demo))
+        }
+    };
+    let loaded = match nevermore_collector::config::load_str(&text, &file) {
+        Ok(l) => l,
+        Err(errors) => anyhow::bail!("{errors}"),
+    };
+    let mut collector = loaded.collector;
+    let mut serve_cfg = nevermore_query::config::load_str(&text, &file)?;
+    let index_dir = ensure_embedded_sink(&mut collector);
+    serve_cfg.logs = LogsConfig::Embedded {
+        path: index_dir.clone(),
+    };
+    init_tracing(&args.log)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let result = runtime()?.block_on(async {
+        let shutdown = shutdown_signal()?;
+        // Open (or create) the index before the collector takes its writer lock.
+        let index = nevermore_index::LogIndex::open(&index_dir)?;
+        let backend = Backend::Embedded(nevermore_query::logs::embedded::EmbeddedBackend::new(
+            index,
+        )?);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let listen = serve_cfg.listen;
+        let mut stop_serve = stop_rx.clone();
+        let server = tokio::spawn(serve_until(serve_cfg, backend, async move {
+            let _ = stop_serve.changed().await;
+        }));
+        let generator = demo.as_ref().map(|d| {
+            tokio::spawn(demo::generate(
+                d.pods_dir.clone(),
+                args.demo_rate,
+                stop_rx.clone(),
+            ))
+        });
+        if let Some(d) = &demo {
+            eprintln!(
+                "nevermore up: demo logs in {}, searchable within seconds:\n  \
+                 nevermore search 'level:>=warn' --since 1h\n  \
+                 nevermore search 'namespace:shop \"connection refused\"' --follow\n  \
+                 curl 'http://{listen}/api/v1/logs/search?q=level:error&limit=5'",
+                d.root.display()
+            );
+        }
+        let mut stop_collect = stop_rx.clone();
+        let collector_run = nevermore_collector::run(collector, async move {
+            let _ = stop_collect.changed().await;
+        });
+        tokio::pin!(collector_run);
+        tokio::select! {
+            r = &mut collector_run => {
+                let _ = stop_tx.send(true);
+                r.context("collector failed")?;
+            }
+            () = shutdown => {
+                let _ = stop_tx.send(true);
+                collector_run.await.context("collector failed")?;
+            }
+        }
+        if let Some(g) = generator {
+            let _ = g.await;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), server).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(anyhow::anyhow!("search API task failed: {e}")),
+            Err(_) => Ok(()),
+        }
+    });
+    if let Some(d) = demo {
+        let _ = std::fs::remove_dir_all(&d.root);
+    }
+    result
+}
+
+/// The index directory of the first embedded sink, adding one (`local`, every source) when the
+/// config has none.
+fn ensure_embedded_sink(cfg: &mut CollectorConfig) -> PathBuf {
+    let default_dir = nevermore_collector::run::default_index_dir(&cfg.data_dir);
+    for s in &cfg.sinks {
+        if let SinkKind::Embedded(e) = &s.kind {
+            return e.path.clone().unwrap_or(default_dir);
+        }
+    }
+    cfg.sinks.push(SinkConfig {
+        id: "local".into(),
+        inputs: cfg.sources.iter().map(|s| s.id.clone()).collect(),
+        kind: SinkKind::Embedded(EmbeddedSinkConfig {
+            path: None,
+            max_age: None,
+            max_bytes: None,
+            commit_interval: Duration::from_secs(1),
+            writer_memory_bytes: 64 << 20,
+        }),
+    });
+    default_dir
 }
 
 fn check_config(args: &CheckConfigArgs) -> ExitCode {

@@ -72,13 +72,113 @@ fn collect_with_bad_config_exits_1() {
 }
 
 #[test]
-fn serve_is_not_yet_available() {
-    let o = nevermore(&["serve"]);
+fn relay_is_not_yet_available() {
+    let o = nevermore(&["relay"]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr).trim(),
-        "nevermore serve: not yet available in this build"
+        "nevermore relay: not yet available in this build"
     );
-    let o = nevermore(&["search", "level:error"]);
-    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn serve_with_a_bad_config_exits_1_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "serve:\n  listen: 127.0.0.1:0\n  max_in_fligth: 3\n").unwrap();
+    let o = nevermore(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("max_in_fligth"), "{err}");
+}
+
+#[test]
+fn search_without_a_server_says_so() {
+    let o = nevermore(&["search", "level:error", "--server", "http://127.0.0.1:9"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot reach http://127.0.0.1:9"), "{err}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// README's first command: `nevermore up` with no config shows live, searchable logs within
+/// seconds, and `nevermore search` finds them.
+#[test]
+fn up_demo_is_searchable_within_seconds() {
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let server = format!("http://{listen}");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_nevermore"))
+        .args(["up", "--listen", &listen, "--demo-rate", "200"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut found = Vec::new();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        let o = nevermore(&[
+            "search",
+            "namespace:kube-system",
+            "--server",
+            &server,
+            "--json",
+            "-n",
+            "5",
+        ]);
+        if o.status.success() {
+            found = stdout(&o).lines().map(str::to_owned).collect();
+            if !found.is_empty() {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let took = started.elapsed();
+    assert!(
+        !found.is_empty(),
+        "no generated record became searchable in {took:?}"
+    );
+    for line in &found {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["kubernetes"]["namespace"], "kube-system");
+    }
+    // The bundled sample pods are there too (their timestamps are fixed, hence the wide range).
+    let o = nevermore(&[
+        "search",
+        "\"connection refused\" pod:api-7d9f",
+        "--server",
+        &server,
+        "--since",
+        "3650d",
+        "--color",
+        "never",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        stdout(&o).contains("ERROR connection refused: dial tcp 10.0.0.7:5432"),
+        "{}",
+        stdout(&o)
+    );
+    // A bad query is a positioned error.
+    let o = nevermore(&["search", "level:>=loud", "--server", &server]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad_query"),
+        "{o:?}"
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(up.id().to_string())
+        .status();
+    let status = up.wait().unwrap();
+    assert!(status.success(), "nevermore up exited with {status}");
+    eprintln!("up: first generated record searchable after {took:?}");
 }

@@ -7,6 +7,9 @@
 //! the same `event.id` and `event.sequence` (so an id-keyed store such as Elasticsearch holds them
 //! once). The test collapses those by id, checks each repeat is identical to its first delivery,
 //! and that repeats are bounded by the unacknowledged window.
+//!
+//! An embedded index sink runs beside the file sink: there, the writer's replay check must leave
+//! every record exactly once, whatever the SIGKILLs interrupted (a commit, a checkpoint).
 
 #![allow(clippy::unwrap_used)]
 
@@ -187,26 +190,50 @@ fn rotation_storm_with_sigkill_loses_nothing_and_keeps_order() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let root = tempfile::tempdir().unwrap();
-    let pods = root.path().join("pods");
-    let out = root.path().join("out.ndjson");
-    let config = root.path().join("config.yaml");
+    storm(rate, total_per_container, false);
+}
+
+/// The same storm into the embedded index too, slower: indexing costs more CPU than appending
+/// to a file, and a collector that falls behind kubelet's retention really loses lines.
+#[test]
+fn embedded_index_holds_every_record_once_across_sigkills() {
+    storm(20_000, 30_000, true);
+}
+
+fn storm(rate: u64, total_per_container: u64, with_index: bool) {
+    let guard = tempfile::tempdir().unwrap();
+    let root_dir = guard.path().to_path_buf();
+    // STORM_KEEP=1 keeps the files (pods, sink, collector log) for a post-mortem.
+    let _guard = if std::env::var_os("STORM_KEEP").is_some() {
+        eprintln!("storm: files kept in {}", guard.keep().display());
+        None
+    } else {
+        Some(guard)
+    };
+    let pods = root_dir.join("pods");
+    let out = root_dir.as_path().join("out.ndjson");
+    let config = root_dir.as_path().join("config.yaml");
     fs::write(
         &config,
         format!(
             "node_name: storm\ncluster: storm\ndata_dir: {}\ntelemetry: {{listen: \"off\"}}\n\
              pipeline: {{scan_interval_ms: 500, checkpoint_interval_ms: 100, batch_timeout_ms: 50}}\n\
              sources:\n  pods: {{type: kubernetes_logs, pods_dir: {}}}\n\
-             sinks:\n  out: {{type: file, path: {}}}\n",
-            root.path().join("data").display(),
+             sinks:\n  out: {{type: file, path: {}}}\n{}",
+            root_dir.as_path().join("data").display(),
             pods.display(),
-            out.display()
+            out.display(),
+            if with_index {
+                "  index: {type: embedded, commit_interval_ms: 200}\n"
+            } else {
+                ""
+            }
         ),
     )
     .unwrap();
     let mut containers: Vec<Container> =
         (0..CONTAINERS).map(|i| Container::new(&pods, i)).collect();
-    let log = root.path().join("collector.log");
+    let log = root_dir.as_path().join("collector.log");
     let mut collector = start_collector(&config, &log);
 
     // Writers: round-robin in chunks, paced to the total rate; three SIGKILLs along the way.
@@ -327,9 +354,56 @@ fn rotation_storm_with_sigkill_loses_nothing_and_keeps_order() {
     }
     // Each SIGKILL may repeat at most what was in flight: 4 batches of 4096 records per kill.
     assert!(repeats <= 3 * 4 * 4096, "{repeats} repeated records");
+    if with_index {
+        check_index(&root_dir.as_path().join("data").join("index"), &containers);
+    }
     let rotations: u64 = containers.iter().map(|c| c.rotations).sum();
     eprintln!(
         "storm: {total} lines in {write_secs:.1}s ({:.0} lines/s), {rotations} rotations, 3 SIGKILLs, {repeats} records repeated after kills",
         total as f64 / write_secs
     );
+}
+
+/// The embedded index holds each record once, and each stream's sequences without a gap.
+fn check_index(dir: &Path, containers: &[Container]) {
+    use tantivy::collector::DocSetCollector;
+    use tantivy::query::AllQuery;
+    use tantivy::schema::Value as _;
+    let index = nevermore_index::LogIndex::open(dir).unwrap();
+    let reader = index.index().reader().unwrap();
+    let searcher = reader.searcher();
+    let docs = searcher.search(&AllQuery, &DocSetCollector).unwrap();
+    let mut ids = std::collections::HashSet::new();
+    let mut by_stream: HashMap<String, Vec<u64>> = HashMap::new();
+    for addr in docs {
+        let doc: tantivy::TantivyDocument = searcher.doc(addr).unwrap();
+        let src = doc
+            .get_first(index.fields().source)
+            .and_then(|v| v.as_bytes())
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(src).unwrap();
+        let id = v["event"]["id"].as_str().unwrap().to_owned();
+        assert!(ids.insert(id.clone()), "record {id} is in the index twice");
+        let tag = v["message"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned();
+        by_stream
+            .entry(tag)
+            .or_default()
+            .push(v["event"]["sequence"].as_u64().unwrap());
+    }
+    for c in containers {
+        let mut seqs = by_stream.remove(&c.tag).unwrap_or_default();
+        seqs.sort_unstable();
+        assert_eq!(seqs.len() as u64, c.next, "{}: records in the index", c.tag);
+        assert!(
+            seqs.iter().enumerate().all(|(i, s)| *s == i as u64),
+            "{}: sequence gap",
+            c.tag
+        );
+    }
 }

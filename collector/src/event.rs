@@ -5,7 +5,7 @@ use nevermore_parse::Flags;
 use nevermore_schemas::StreamCheckpoint;
 use nevermore_schemas::record::{
     Cluster, Container, Event as EventFields, Host, Kubernetes, Level, Log, LogFile, LogRecord,
-    Node, Orchestrator, Pod, StdStream,
+    Node, Orchestrator, Pod, StdStream, Workload,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,7 +26,8 @@ pub struct StreamInfo {
     /// writes only what changes per record.
     shared_json: String,
     dataset_json: String,
-    /// Hash of (cluster, node, stream): the seed of every event id of the stream.
+    /// Hash of (cluster, node, stream): the seed of every event id of the stream, and
+    /// `event.stream_id`.
     id_seed: u64,
 }
 
@@ -34,6 +35,11 @@ impl StreamInfo {
     /// The deterministic event id of a record of this stream.
     pub fn event_id(&self, fingerprint: u64, offset: u64) -> u64 {
         event_id_seeded(self.id_seed, fingerprint, offset)
+    }
+
+    /// `event.stream_id` as a number (its 16 hex digits).
+    pub fn stream_id(&self) -> u64 {
+        self.id_seed
     }
 
     pub fn new(
@@ -133,6 +139,7 @@ impl Event {
             },
             event: EventFields {
                 id: format!("{:016x}", self.id),
+                stream_id: format!("{:016x}", self.stream.id_seed),
                 sequence: self.sequence,
                 dataset: self.stream.dataset.clone(),
             },
@@ -201,6 +208,8 @@ impl JsonEncoder {
         out.extend_from_slice(ev.stream.shared_json.as_bytes());
         out.extend_from_slice(b",\"event\":{\"id\":\"");
         push_hex16(out, ev.id);
+        out.extend_from_slice(b"\",\"stream_id\":\"");
+        push_hex16(out, ev.stream.id_seed);
         out.extend_from_slice(b"\",\"sequence\":");
         push_u64(out, ev.sequence);
         out.extend_from_slice(b",\"dataset\":");
@@ -330,14 +339,64 @@ pub fn kubernetes_fields(
         node: Node {
             name: node.to_owned(),
         },
+        workload: Some(Workload {
+            name: workload_name(&pc.pod).to_owned(),
+        }),
         labels,
     }
+}
+
+/// The characters of the random suffixes Kubernetes generates for pod and ReplicaSet names.
+const GENERATED: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// The workload a pod belongs to, from its name alone (no API server on the node): strips a
+/// Deployment's `-<replicaset hash>-<suffix>`, a DaemonSet's or Job's `-<suffix>` (and a
+/// CronJob's `-<minutes>` before it), or a StatefulSet's `-<ordinal>`. Other names (static
+/// pods) are their own workload.
+pub fn workload_name(pod: &str) -> &str {
+    let generated = |s: &str, len: std::ops::RangeInclusive<usize>| {
+        len.contains(&s.len()) && s.bytes().all(|b| GENERATED.contains(&b))
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some((head, last)) = pod.rsplit_once('-').filter(|(h, _)| !h.is_empty()) else {
+        return pod;
+    };
+    if generated(last, 5..=5) {
+        if let Some((owner, mid)) = head.rsplit_once('-').filter(|(h, _)| !h.is_empty())
+            && (generated(mid, 6..=10) || digits(mid))
+        {
+            return owner;
+        }
+        return head;
+    }
+    if digits(last) {
+        return head;
+    }
+    pod
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workloads_from_pod_names() {
+        for (pod, want) in [
+            ("api-7d9f8c6b5-x2x9k", "api"),
+            ("shop-api-7d9f8c6b5-x2x9k", "shop-api"),
+            ("node-exporter-x2x9k", "node-exporter"),
+            ("db-0", "db"),
+            ("db-12", "db"),
+            ("backup-29012345-x2x9k", "backup"),
+            ("kube-apiserver-node-a", "kube-apiserver-node-a"),
+            ("api", "api"),
+            ("-0", "-0"),
+            ("api-7d9f", "api-7d9f"),
+        ] {
+            assert_eq!(workload_name(pod), want, "{pod}");
+        }
+    }
     use nevermore_schemas::record::LogFlag;
     use proptest::prelude::*;
 

@@ -14,7 +14,7 @@ use crate::checkpoint;
 use crate::config::{CollectorConfig, SinkKind, SourceKind};
 use crate::event::{Batch, Mark};
 use crate::metrics::{Metrics, SinkLabels};
-use crate::sinks::{Sink, file::FileSink};
+use crate::sinks::{Sink, embedded::EmbeddedSink, file::FileSink};
 use crate::tail::{BatchOut, SourceRuntime, Tailer, TailerParams, Wake};
 use nevermore_parse::{MergerConfig, MultilineConfig};
 use nevermore_schemas::Checkpoint;
@@ -52,6 +52,13 @@ pub enum RunError {
     },
     #[error("tailer thread failed to start: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Sink(crate::sinks::SinkError),
+}
+
+/// Where the embedded index lives when its sink names no path.
+pub fn default_index_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("index")
 }
 
 /// Runs the collector until `shutdown` resolves, then drains, waits for acknowledgements and
@@ -75,6 +82,22 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
     }
 
     let sources = build_sources(&cfg)?;
+    // Sinks that can fail to open do so before anything is read.
+    let mut embedded: Vec<Option<EmbeddedSink>> = Vec::with_capacity(cfg.sinks.len());
+    for sc in &cfg.sinks {
+        embedded.push(match &sc.kind {
+            SinkKind::Embedded(ec) => {
+                let dir = ec
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| default_index_dir(&cfg.data_dir));
+                let sink = EmbeddedSink::open(sc.id.clone(), &dir, ec).map_err(RunError::Sink)?;
+                tracing::info!(sink = %sc.id, dir = %dir.display(), "embedded index open");
+                Some(sink)
+            }
+            _ => None,
+        });
+    }
     let loaded = checkpoint::load(&cfg.data_dir);
     tracing::info!(streams = loaded.streams.len(), data_dir = %cfg.data_dir.display(), "checkpoint loaded");
 
@@ -139,6 +162,10 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
                 acks,
                 m,
             )),
+            SinkKind::Embedded(_) => match embedded[i].take() {
+                Some(sink) => tokio::spawn(sink_task(sink, i, accepts, rx, acks, m)),
+                None => continue,
+            },
         };
         sink_tasks.push(task);
     }

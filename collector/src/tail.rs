@@ -634,6 +634,7 @@ impl Tailer {
                 }
             }
             let mut live_seen = false;
+            let live_listed = found.iter().any(|f| matches!(f.name, SegmentName::Live));
             for f in &found {
                 match &f.name {
                     SegmentName::Live => {
@@ -693,8 +694,20 @@ impl Tailer {
                         if seg.fp.is_some_and(|fp| s.finished_fps.contains(&fp)) {
                             continue;
                         }
-                        // Same content already in the chain (e.g. gz of a plain we hold).
-                        if seg.fp.is_some() && s.segs.iter().any(|g| g.fp == seg.fp) {
+                        // Same content already in the chain (e.g. gz of a plain we hold). If
+                        // we hold it by its live name and it left the live path (renamed, not
+                        // copied and truncated), this is its rotated name: it orders it before
+                        // later rotated segments (a gz is not always the oldest).
+                        if seg.fp.is_some()
+                            && let Some(g) = s.segs.iter_mut().find(|g| g.fp == seg.fp)
+                        {
+                            if matches!(g.name, SegmentName::Live) && (g.rotated || !live_listed) {
+                                g.name = SegmentName::Rotated {
+                                    stamp: stamp.clone(),
+                                    gz: false,
+                                };
+                                g.rotated = true;
+                            }
                             continue;
                         }
                         opened += 1;

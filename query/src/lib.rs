@@ -1,13 +1,13 @@
-//! The query service (planned; nothing here yet).
+//! The query service: log search over the embedded index or Elasticsearch, and (planned) the
+//! metrics side.
 //!
-//! Module plan, each with its invariant:
-//! - `lang`: the Git-like search language: lexer, parser, AST, lowering to Elasticsearch DSL and to
-//!   the embedded index. Pure: no IO, no tokio.
-//! - `logs`: storage backends (Elasticsearch, embedded tantivy index) behind one trait.
-//! - `metrics`: upstreams (Prometheus remote read, VictoriaMetrics export, static OpenMetrics),
-//!   `dedup` (pure: penalty / interval / chain) and the PromQL engine (pure, sees storage only
-//!   through a trait).
-//! - `http`: the search API, the Prometheus HTTP API and the web UI assets. The only module that
-//!   sees HTTP.
+//! - `logs`: storage backends behind one interface ([`logs::Backend`]); each lowers the search
+//!   language's AST itself. Never sees HTTP.
+//! - `http`: the search API. The only module that sees HTTP.
+//! - planned: `metrics` (upstreams, dedup, PromQL engine behind a storage trait), the web UI.
 //!
-//! Never depends on the collector.
+//! The language itself is the pure crate `nevermore-lang`. Never depends on the collector.
+
+pub mod config;
+pub mod http;
+pub mod logs;

@@ -111,8 +111,18 @@ pub struct Kubernetes {
     pub pod: Pod,
     pub container: Container,
     pub node: Node,
+    /// The controller that owns the pod (Deployment, StatefulSet, DaemonSet, Job, ...), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// The workload's name: `api` for the pods `api-7d9f8c6b5-x2x9k`, `db` for `db-0`.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -153,6 +163,9 @@ pub struct Event {
     /// Deterministic id: hash of (cluster, node, stream, segment fingerprint, byte offset), as
     /// 16 lowercase hex digits. The Elasticsearch `_id`.
     pub id: String,
+    /// The stream the record belongs to (one container restart, or one log file), as 16
+    /// lowercase hex digits. With `sequence` it orders records of equal `@timestamp`.
+    pub stream_id: String,
     /// Monotonic per stream, without gaps, starting at 0.
     pub sequence: u64,
     /// `container` for Kubernetes container logs, or the `dataset` of a file source.

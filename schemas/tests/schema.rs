@@ -30,7 +30,7 @@ fn design_example_record_parses() {
                 "labels": {"app": "api"}},
  "orchestrator": {"cluster": {"name": "prod-eu"}},
  "host": {"name": "node-a"},
- "event": {"id": "0123456789abcdef", "sequence": 1234, "dataset": "container"}}"#;
+ "event": {"id": "0123456789abcdef", "stream_id": "fedcba9876543210", "sequence": 1234, "dataset": "container"}}"#;
     let rec: LogRecord = serde_json::from_str(example).expect("example parses");
     let back: LogRecord =
         serde_json::from_str(&serde_json::to_string(&rec).expect("ser")).expect("reparse");

@@ -8,8 +8,8 @@ use super::raw::{
     RawTelemetry, TOP_LEVEL_KEYS,
 };
 use super::{
-    CollectorConfig, LineFormat, MultilineConfig, ParseConfig, PipelineConfig, SinkConfig,
-    SinkKind, SourceConfig, SourceKind, TelemetryConfig,
+    CollectorConfig, EmbeddedSinkConfig, LineFormat, MultilineConfig, ParseConfig, PipelineConfig,
+    SinkConfig, SinkKind, SourceConfig, SourceKind, TelemetryConfig,
 };
 use regex::Regex;
 use serde::de::DeserializeOwned;
@@ -945,9 +945,67 @@ fn validate_sink(
             }
             SinkKind::Stdout
         }
+        RawSinkType::Embedded => {
+            let memory = s.writer_memory_bytes.unwrap_or(64 << 20);
+            if !(15_000_000..=(4u64 << 30)).contains(&memory) {
+                cx.invalid(
+                    path("writer_memory_bytes"),
+                    locate(root, &k("writer_memory_bytes")).pos,
+                    "must be between 15000000 and 4294967296",
+                );
+            }
+            if s.max_bytes == Some(0) || s.max_age_ms == Some(0) {
+                let key = if s.max_bytes == Some(0) {
+                    "max_bytes"
+                } else {
+                    "max_age_ms"
+                };
+                cx.invalid(
+                    path(key),
+                    locate(root, &k(key)).pos,
+                    "must be positive (omit it to keep everything)",
+                );
+            }
+            // One writer per index directory: two sinks on one index would fight for its lock.
+            let dir = s
+                .path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("<data_dir>/index"));
+            if let Some((_, other)) = file_paths.iter().find(|(q, _)| *q == dir) {
+                cx.invalid(
+                    path("path"),
+                    locate(root, &["sinks", id]).pos,
+                    format!("sink `{other}` writes the same index directory"),
+                );
+            }
+            file_paths.push((dir, id.to_owned()));
+            SinkKind::Embedded(EmbeddedSinkConfig {
+                path: s.path.clone(),
+                max_age: s.max_age_ms.map(Duration::from_millis),
+                max_bytes: s.max_bytes,
+                commit_interval: Duration::from_millis(s.commit_interval_ms.unwrap_or(1000)),
+                writer_memory_bytes: memory,
+            })
+        }
         // Reported by `read_sink`.
-        RawSinkType::Kafka | RawSinkType::Elasticsearch | RawSinkType::Embedded => return None,
+        RawSinkType::Kafka | RawSinkType::Elasticsearch => return None,
     };
+    if s.kind != RawSinkType::Embedded {
+        for (key, set) in [
+            ("max_age_ms", s.max_age_ms.is_some()),
+            ("max_bytes", s.max_bytes.is_some()),
+            ("commit_interval_ms", s.commit_interval_ms.is_some()),
+            ("writer_memory_bytes", s.writer_memory_bytes.is_some()),
+        ] {
+            if set {
+                cx.invalid(
+                    path(key),
+                    locate_key(root, &k(key)),
+                    format!("not valid for a sink of type `{}`", s.kind.name()),
+                );
+            }
+        }
+    }
     let inputs = match &s.inputs {
         None => source_ids.to_vec(),
         Some(list) => {

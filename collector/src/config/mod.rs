@@ -147,4 +147,16 @@ pub enum SinkKind {
     File { path: PathBuf },
     /// `type: stdout`: NDJSON on standard output.
     Stdout,
+    /// `type: embedded`: the embedded search index.
+    Embedded(EmbeddedSinkConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedSinkConfig {
+    /// The index directory; `None` = `<data_dir>/index`.
+    pub path: Option<PathBuf>,
+    pub max_age: Option<Duration>,
+    pub max_bytes: Option<u64>,
+    pub commit_interval: Duration,
+    pub writer_memory_bytes: u64,
 }

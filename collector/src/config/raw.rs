@@ -131,8 +131,7 @@ pub struct RawMultiline {
     pub max_lines: Option<u64>,
 }
 
-/// `sinks.<id>.type`. `kafka`, `elasticsearch` and `embedded` are part of the design but not
-/// yet available.
+/// `sinks.<id>.type`. `kafka` and `elasticsearch` are part of the design but not yet available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RawSinkType {
@@ -155,7 +154,10 @@ impl RawSinkType {
     }
 
     pub fn is_available(self) -> bool {
-        matches!(self, RawSinkType::File | RawSinkType::Stdout)
+        matches!(
+            self,
+            RawSinkType::File | RawSinkType::Stdout | RawSinkType::Embedded
+        )
     }
 }
 
@@ -165,7 +167,16 @@ impl RawSinkType {
 pub struct RawSink {
     #[serde(rename = "type")]
     pub kind: RawSinkType,
-    /// `file` only.
+    /// `file`: the file; `embedded`: the index directory (default `<data_dir>/index`).
     pub path: Option<PathBuf>,
     pub inputs: Option<Vec<String>>,
+    /// `embedded` only: records older than this are deleted.
+    pub max_age_ms: Option<u64>,
+    /// `embedded` only: the oldest records are deleted while the index is bigger.
+    pub max_bytes: Option<u64>,
+    /// `embedded` only: the least time between two commits (each commit is a durable point
+    /// and makes records searchable).
+    pub commit_interval_ms: Option<u64>,
+    /// `embedded` only: the indexing buffer.
+    pub writer_memory_bytes: Option<u64>,
 }

@@ -4,6 +4,7 @@
 //! `write` + `flush` lets a sink group several batches into one durable commit (one fsync, one
 //! wait for delivery reports).
 
+pub mod embedded;
 pub mod file;
 
 use crate::event::Batch;

@@ -1,0 +1,1036 @@
+//! The embedded tantivy index as a search backend. The AST is lowered to tantivy queries here,
+//! never through tantivy's own query parser.
+//!
+//! What the inverted index cannot answer exactly (glob and regex on the message: "anywhere in the
+//! line") is lowered to a superset and checked per candidate against the stored record with the
+//! language's own evaluator, inside the collectors, so pages, histograms and facets stay exact.
+
+use super::{
+    BackendError, Bucket, Cursor, HistogramRequest, Hit, Order, Page, SearchRequest, SortKey,
+    TimeRange, ValueCount, ValuesRequest,
+};
+use crate::logs::record_doc::ValueDoc;
+use nevermore_index::{Fields, LogIndex};
+use nevermore_lang::eval::Matcher;
+use nevermore_lang::{CmpOp, Expr, Field, Pred, Term as AstTerm};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery,
+    TermQuery, TermSetQuery,
+};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::store::StoreReader;
+use tantivy::{
+    DocAddress, DocId, IndexReader, Score, SegmentOrdinal, SegmentReader, TantivyDocument,
+};
+
+#[derive(Clone)]
+pub struct EmbeddedBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    index: LogIndex,
+    reader: IndexReader,
+}
+
+impl std::fmt::Debug for EmbeddedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBackend")
+            .field("dir", &self.inner.index.dir())
+            .finish()
+    }
+}
+
+fn index_err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Index(e.to_string())
+}
+
+impl EmbeddedBackend {
+    pub fn new(mut index: LogIndex) -> Result<Self, BackendError> {
+        // Segments are searched in parallel, one thread a core.
+        index.search_in_parallel().map_err(index_err)?;
+        let reader = index.reader().map_err(index_err)?;
+        Ok(EmbeddedBackend {
+            inner: Arc::new(Inner { index, reader }),
+        })
+    }
+
+    /// Sees the latest commit now (tests; the reader also reloads by itself shortly after).
+    pub fn refresh(&self) -> Result<(), BackendError> {
+        self.inner.reader.reload().map_err(index_err)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, BackendError> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(index_err)?
+    }
+
+    pub async fn search(&self, req: SearchRequest) -> Result<Page, BackendError> {
+        self.blocking(move |i| i.search(&req)).await
+    }
+
+    pub async fn histogram(&self, req: HistogramRequest) -> Result<Vec<Bucket>, BackendError> {
+        self.blocking(move |i| i.histogram(&req)).await
+    }
+
+    pub async fn values(&self, req: ValuesRequest) -> Result<Vec<ValueCount>, BackendError> {
+        self.blocking(move |i| i.values(&req)).await
+    }
+
+    pub async fn get(&self, event_id: &str, restrict: &Expr) -> Result<Option<Hit>, BackendError> {
+        let (id, restrict) = (event_id.to_string(), restrict.clone());
+        self.blocking(move |i| i.get(&id, &restrict)).await
+    }
+}
+
+/// A lowered query: the tantivy query plus, when it is only a superset, the evaluator that
+/// decides per record.
+struct Plan {
+    query: Box<dyn Query>,
+    post: Option<Arc<Matcher>>,
+}
+
+impl Inner {
+    fn plan(
+        &self,
+        expr: &Expr,
+        range: Option<TimeRange>,
+        stream: Option<&str>,
+    ) -> Result<Plan, BackendError> {
+        let f = self.index.fields();
+        let (q, exact) = lower(expr, f)?;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, q)];
+        if let Some(r) = range {
+            clauses.push((
+                Occur::Must,
+                ts_range(f, Bound::Included(r.start_ns), Bound::Excluded(r.end_ns)),
+            ));
+        }
+        if let Some(s) = stream {
+            let sid = u64::from_str_radix(s, 16).map_err(|_| BackendError::BadCursor)?;
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    tantivy::Term::from_field_u64(f.sid, sid),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        let post = if exact {
+            None
+        } else {
+            Some(Arc::new(Matcher::new(expr).map_err(index_err)?))
+        };
+        Ok(Plan {
+            query: Box::new(BooleanQuery::new(clauses)),
+            post,
+        })
+    }
+
+    fn search(&self, req: &SearchRequest) -> Result<Page, BackendError> {
+        let mut range = req.range;
+        // Past the cursor only: the timestamp bound lets the range query skip what came before.
+        if let Some(c) = &req.after {
+            match req.order {
+                Order::Desc => range.end_ns = range.end_ns.min(c.key.ts_ns.saturating_add(1)),
+                Order::Asc => range.start_ns = range.start_ns.max(c.key.ts_ns),
+            }
+        }
+        let plan = self.plan(&req.expr, Some(range), req.stream.as_deref())?;
+        let searcher = self.reader.searcher();
+        let collector = TopKeys {
+            limit: req.limit,
+            order: req.order,
+            after: req
+                .after
+                .as_ref()
+                .map(|c| c.key.clone())
+                .map(KeyNum::try_from)
+                .transpose()?,
+            post: plan.post.clone(),
+        };
+        let top = searcher
+            .search(&*plan.query, &collector)
+            .map_err(index_err)?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (key, addr) in top {
+            hits.push(self.hit(&searcher, key, addr)?);
+        }
+        let next = (hits.len() == req.limit && req.limit > 0)
+            .then(|| {
+                hits.last().map(|h| Cursor {
+                    key: h.key.clone(),
+                    pit: None,
+                })
+            })
+            .flatten();
+        Ok(Page { hits, next })
+    }
+
+    fn hit(
+        &self,
+        searcher: &tantivy::Searcher,
+        key: KeyNum,
+        addr: DocAddress,
+    ) -> Result<Hit, BackendError> {
+        let doc: TantivyDocument = searcher.doc(addr).map_err(index_err)?;
+        let source = doc
+            .get_first(self.index.fields().source)
+            .and_then(|v| v.as_bytes())
+            .unwrap_or(b"{}");
+        let record = serde_json::from_slice(source).map_err(index_err)?;
+        Ok(Hit {
+            record,
+            key: key.into(),
+        })
+    }
+
+    fn histogram(&self, req: &HistogramRequest) -> Result<Vec<Bucket>, BackendError> {
+        let interval = req.interval_ns.max(1);
+        let first = req.range.start_ns.div_euclid(interval) * interval;
+        let n = if req.range.end_ns <= req.range.start_ns {
+            0
+        } else {
+            ((req.range.end_ns - 1 - first).div_euclid(interval) + 1) as usize
+        };
+        if n > 100_000 {
+            return Err(BackendError::Index(format!(
+                "{n} histogram buckets is too many"
+            )));
+        }
+        let plan = self.plan(&req.expr, Some(req.range), None)?;
+        let collector = LevelHistogram {
+            first,
+            interval,
+            n,
+            post: plan.post.clone(),
+        };
+        let counts = self
+            .reader
+            .searcher()
+            .search(&*plan.query, &collector)
+            .map_err(index_err)?;
+        Ok(counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Bucket {
+                start_ns: first + i as i64 * interval,
+                counts: c
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(l, n)| (level_name(l).to_string(), *n))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn values(&self, req: &ValuesRequest) -> Result<Vec<ValueCount>, BackendError> {
+        let (column, strip) = match &req.field {
+            Field::Namespace => ("namespace", String::new()),
+            Field::Pod => ("pod", String::new()),
+            Field::Container => ("container", String::new()),
+            Field::Workload => ("workload", String::new()),
+            Field::Node => ("node", String::new()),
+            Field::Cluster => ("cluster", String::new()),
+            Field::Stream => ("stream", String::new()),
+            Field::Level => ("lvl", String::new()),
+            Field::Label(k) => ("labels", format!("{k}=")),
+            other => {
+                return Err(BackendError::BadField {
+                    field: other.qualifier(),
+                });
+            }
+        };
+        let plan = self.plan(&req.expr, Some(req.range), None)?;
+        let collector = ValueCounts {
+            column,
+            post: plan.post.clone(),
+        };
+        let counts = self
+            .reader
+            .searcher()
+            .search(&*plan.query, &collector)
+            .map_err(index_err)?;
+        let prefix = format!("{strip}{}", req.prefix);
+        let mut out: Vec<ValueCount> = counts
+            .into_iter()
+            .filter(|(v, _)| v.starts_with(&prefix))
+            .map(|(v, count)| ValueCount {
+                value: v[strip.len()..].to_string(),
+                count,
+            })
+            .collect();
+        // Most frequent first, then by value: the order of an Elasticsearch terms aggregation.
+        out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        out.truncate(req.limit);
+        Ok(out)
+    }
+
+    fn get(&self, event_id: &str, restrict: &Expr) -> Result<Option<Hit>, BackendError> {
+        let f = self.index.fields();
+        let plan = self.plan(restrict, None, None)?;
+        let by_id = TermQuery::new(
+            tantivy::Term::from_field_text(f.id, event_id),
+            IndexRecordOption::Basic,
+        );
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, plan.query),
+            (Occur::Must, Box::new(by_id)),
+        ]);
+        let searcher = self.reader.searcher();
+        let collector = TopKeys {
+            limit: 1,
+            order: Order::Desc,
+            after: None,
+            post: plan.post,
+        };
+        let top = searcher.search(&q, &collector).map_err(index_err)?;
+        top.into_iter()
+            .next()
+            .map(|(key, addr)| self.hit(&searcher, key, addr))
+            .transpose()
+    }
+}
+
+fn level_name(l: usize) -> &'static str {
+    match l {
+        0 => "none",
+        n => nevermore_index::LEVELS
+            .get(n - 1)
+            .copied()
+            .unwrap_or("none"),
+    }
+}
+
+fn ts_range(f: &Fields, lo: Bound<i64>, hi: Bound<i64>) -> Box<dyn Query> {
+    let t = |b: Bound<i64>| match b {
+        Bound::Included(v) => Bound::Included(tantivy::Term::from_field_i64(f.ts, v)),
+        Bound::Excluded(v) => Bound::Excluded(tantivy::Term::from_field_i64(f.ts, v)),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    Box::new(RangeQuery::new(t(lo), t(hi)))
+}
+
+/// Lowers an expression; the flag says whether the query is exact (else a superset that the
+/// evaluator must check).
+fn lower(expr: &Expr, f: &Fields) -> Result<(Box<dyn Query>, bool), BackendError> {
+    Ok(match expr {
+        Expr::All => (Box::new(AllQuery), true),
+        Expr::And { args } => {
+            let mut exact = true;
+            let mut clauses = Vec::with_capacity(args.len());
+            for a in args {
+                let (q, e) = lower(a, f)?;
+                exact &= e;
+                clauses.push((Occur::Must, q));
+            }
+            (Box::new(BooleanQuery::new(clauses)), exact)
+        }
+        Expr::Or { args } => {
+            let mut exact = true;
+            let mut clauses = Vec::with_capacity(args.len());
+            for a in args {
+                let (q, e) = lower(a, f)?;
+                exact &= e;
+                clauses.push((Occur::Should, q));
+            }
+            (Box::new(BooleanQuery::new(clauses)), exact)
+        }
+        Expr::Not { arg } => match lower(arg, f)? {
+            (q, true) => (
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(AllQuery)),
+                    (Occur::MustNot, q),
+                ])),
+                true,
+            ),
+            // The complement of a superset is no superset of the complement.
+            (_, false) => (Box::new(AllQuery), false),
+        },
+        Expr::Term(t) => lower_term(t, f)?,
+    })
+}
+
+fn term_q(field: tantivy::schema::Field, text: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        tantivy::Term::from_field_text(field, text),
+        IndexRecordOption::Basic,
+    ))
+}
+
+fn regex_q(field: tantivy::schema::Field, pattern: &str) -> Result<Box<dyn Query>, BackendError> {
+    Ok(Box::new(
+        RegexQuery::from_pattern(pattern, field).map_err(index_err)?,
+    ))
+}
+
+fn lower_term(t: &AstTerm, f: &Fields) -> Result<(Box<dyn Query>, bool), BackendError> {
+    let keyword = |field: &Field| -> Option<(tantivy::schema::Field, String)> {
+        Some(match field {
+            Field::Namespace => (f.namespace, String::new()),
+            Field::Pod => (f.pod, String::new()),
+            Field::Container => (f.container, String::new()),
+            Field::Node => (f.node, String::new()),
+            Field::Cluster => (f.cluster, String::new()),
+            Field::Stream => (f.stream, String::new()),
+            Field::Workload => (f.workload, String::new()),
+            Field::Level => (f.level, String::new()),
+            Field::Label(k) => (f.labels, format!("{k}=")),
+            Field::Message | Field::Time => return None,
+        })
+    };
+    match (&t.field, &t.pred) {
+        (_, Pred::Exists) => Ok(match &t.field {
+            Field::Message | Field::Time => (Box::new(AllQuery), true),
+            other => (term_q(f.present, &other.qualifier()), true),
+        }),
+        (Field::Message, Pred::Word { value } | Pred::Phrase { value }) => {
+            let terms: Vec<tantivy::Term> = nevermore_lang::message_terms(value)
+                .iter()
+                .map(|w| tantivy::Term::from_field_text(f.message, w))
+                .collect();
+            Ok(match terms.len() {
+                // Nothing to look up (`--`): Elasticsearch's match query matches nothing too.
+                0 => (Box::new(EmptyQuery), true),
+                1 => (
+                    Box::new(TermQuery::new(terms[0].clone(), IndexRecordOption::Basic)),
+                    true,
+                ),
+                _ => (Box::new(PhraseQuery::new(terms)), true),
+            })
+        }
+        // Grep-like matches need the line itself; narrow the candidates to records holding the
+        // whole words the pattern cannot match without.
+        (Field::Message, Pred::Glob { pattern }) => {
+            let pieces: Vec<String> = pattern
+                .split(['*', '?'])
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
+            Ok((required_words(f, &pieces), false))
+        }
+        (Field::Message, Pred::Regex { pattern, .. }) => {
+            Ok((required_words(f, &regex_literals(pattern)), false))
+        }
+        (Field::Message, _) => Ok((Box::new(AllQuery), false)),
+        (Field::Time, Pred::Compare { op, value }) => {
+            let v = time_value(value)?;
+            let (lo, hi) = match op {
+                CmpOp::Gt => (Bound::Excluded(v), Bound::Unbounded),
+                CmpOp::Ge => (Bound::Included(v), Bound::Unbounded),
+                CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(v)),
+                CmpOp::Le => (Bound::Unbounded, Bound::Included(v)),
+            };
+            Ok((ts_range(f, lo, hi), true))
+        }
+        (Field::Time, Pred::Range { from, to }) => {
+            let lo = from.as_deref().map(time_value).transpose()?;
+            let hi = to.as_deref().map(time_value).transpose()?;
+            Ok((
+                ts_range(
+                    f,
+                    lo.map_or(Bound::Unbounded, Bound::Included),
+                    hi.map_or(Bound::Unbounded, Bound::Included),
+                ),
+                true,
+            ))
+        }
+        (Field::Time, _) => Err(BackendError::Index(
+            "time takes a comparison or a range".into(),
+        )),
+        (Field::Level, Pred::Compare { .. } | Pred::Range { .. }) => {
+            let levels = level_set(&t.pred);
+            let terms = levels
+                .iter()
+                .map(|l| tantivy::Term::from_field_text(f.level, l));
+            Ok((Box::new(TermSetQuery::new(terms)), true))
+        }
+        (field, pred) => {
+            let Some((tf, prefix)) = keyword(field) else {
+                return Ok((Box::new(AllQuery), false));
+            };
+            Ok(match pred {
+                Pred::Word { value } | Pred::Phrase { value } => {
+                    (term_q(tf, &format!("{prefix}{value}")), true)
+                }
+                Pred::Glob { pattern } => {
+                    let re = nevermore_lang::glob_to_regex(pattern);
+                    (
+                        regex_q(tf, &format!("{}{re}", regex_escape(&prefix)))?,
+                        true,
+                    )
+                }
+                Pred::Regex {
+                    pattern,
+                    case_insensitive,
+                } => {
+                    let flags = if *case_insensitive { "(?i)" } else { "" };
+                    (
+                        regex_q(
+                            tf,
+                            &format!("{}{flags}(?:{pattern})", regex_escape(&prefix)),
+                        )?,
+                        true,
+                    )
+                }
+                Pred::Compare { op, value } => {
+                    let term =
+                        |v: &str| tantivy::Term::from_field_text(tf, &format!("{prefix}{v}"));
+                    let (lo, hi) = match op {
+                        CmpOp::Gt => (Bound::Excluded(term(value)), label_end(tf, &prefix)),
+                        CmpOp::Ge => (Bound::Included(term(value)), label_end(tf, &prefix)),
+                        CmpOp::Lt => (label_start(tf, &prefix), Bound::Excluded(term(value))),
+                        CmpOp::Le => (label_start(tf, &prefix), Bound::Included(term(value))),
+                    };
+                    (Box::new(RangeQuery::new(lo, hi)) as Box<dyn Query>, true)
+                }
+                Pred::Range { from, to } => {
+                    let term =
+                        |v: &str| tantivy::Term::from_field_text(tf, &format!("{prefix}{v}"));
+                    let lo = from
+                        .as_deref()
+                        .map_or_else(|| label_start(tf, &prefix), |v| Bound::Included(term(v)));
+                    let hi = to
+                        .as_deref()
+                        .map_or_else(|| label_end(tf, &prefix), |v| Bound::Included(term(v)));
+                    (Box::new(RangeQuery::new(lo, hi)) as Box<dyn Query>, true)
+                }
+                Pred::Exists => (Box::new(AllQuery) as Box<dyn Query>, true),
+            })
+        }
+    }
+}
+
+/// A query for records whose message holds every whole word inside the given literal pieces:
+/// a word counts only when the piece shows both of its ends (a non-alphanumeric character
+/// before and after it), since a pattern matches anywhere and the piece's first and last words
+/// may be parts of longer words in the line.
+fn required_words(f: &Fields, pieces: &[String]) -> Box<dyn Query> {
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for piece in pieces {
+        for (start, end) in nevermore_lang::message_tokens(piece) {
+            let bounded_before = piece[..start].chars().next_back().is_some();
+            let bounded_after = piece[end..].chars().next().is_some();
+            if bounded_before && bounded_after {
+                let word: String = piece[start..end]
+                    .chars()
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                clauses.push((Occur::Must, term_q(f.message, &word)));
+            }
+        }
+    }
+    if clauses.is_empty() {
+        Box::new(AllQuery)
+    } else {
+        Box::new(BooleanQuery::new(clauses))
+    }
+}
+
+/// The literal runs a regex cannot match without: the literal parts of its top-level
+/// concatenation (ignoring case: the index is lowercased anyway).
+fn regex_literals(pattern: &str) -> Vec<String> {
+    use regex_syntax::hir::{Hir, HirKind};
+    let Ok(hir) = regex_syntax::ParserBuilder::new().build().parse(pattern) else {
+        return Vec::new();
+    };
+    fn unwrap_captures(h: &Hir) -> &Hir {
+        match h.kind() {
+            HirKind::Capture(c) => unwrap_captures(&c.sub),
+            _ => h,
+        }
+    }
+    let top = unwrap_captures(&hir);
+    let parts: Vec<&Hir> = match top.kind() {
+        HirKind::Concat(parts) => parts.iter().collect(),
+        _ => vec![top],
+    };
+    let mut out = Vec::new();
+    let mut run = String::new();
+    for p in parts {
+        match unwrap_captures(p).kind() {
+            HirKind::Literal(lit) => run.push_str(&String::from_utf8_lossy(&lit.0)),
+            _ => {
+                if !run.is_empty() {
+                    out.push(std::mem::take(&mut run));
+                }
+            }
+        }
+    }
+    if !run.is_empty() {
+        out.push(run);
+    }
+    out
+}
+
+/// The lower end of a keyword range: for a label, its `key=` prefix (ranges never leave the key).
+fn label_start(tf: tantivy::schema::Field, prefix: &str) -> Bound<tantivy::Term> {
+    if prefix.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Included(tantivy::Term::from_field_text(tf, prefix))
+    }
+}
+
+/// `key=` … `key>`: `>` is the character after `=`.
+fn label_end(tf: tantivy::schema::Field, prefix: &str) -> Bound<tantivy::Term> {
+    match prefix.strip_suffix('=') {
+        None => Bound::Unbounded,
+        Some(key) => Bound::Excluded(tantivy::Term::from_field_text(tf, &format!("{key}>"))),
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn time_value(v: &str) -> Result<i64, BackendError> {
+    nevermore_index::parse_ts(v).ok_or_else(|| BackendError::Index(format!("bad time {v}")))
+}
+
+/// The levels a comparison or range on `level` selects, in severity order.
+fn level_set(pred: &Pred) -> Vec<&'static str> {
+    let rank = |v: &str| nevermore_lang::LEVELS.iter().position(|l| *l == v);
+    let all = nevermore_lang::LEVELS;
+    let (lo, hi) = match pred {
+        Pred::Compare { op, value } => {
+            let Some(r) = rank(value) else {
+                return Vec::new();
+            };
+            match op {
+                CmpOp::Gt => (r + 1, all.len()),
+                CmpOp::Ge => (r, all.len()),
+                CmpOp::Lt => (0, r),
+                CmpOp::Le => (0, r + 1),
+            }
+        }
+        Pred::Range { from, to } => {
+            let lo = match from.as_deref() {
+                None => 0,
+                Some(v) => match rank(v) {
+                    Some(r) => r,
+                    None => return Vec::new(),
+                },
+            };
+            let hi = match to.as_deref() {
+                None => all.len(),
+                Some(v) => match rank(v) {
+                    Some(r) => r + 1,
+                    None => return Vec::new(),
+                },
+            };
+            (lo, hi)
+        }
+        _ => return Vec::new(),
+    };
+    if lo >= hi {
+        return Vec::new();
+    }
+    all[lo..hi].to_vec()
+}
+
+/// A sort key as numbers: the stream id's 16 hex digits as the u64 they spell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct KeyNum {
+    ts: i64,
+    sid: u64,
+    seq: u64,
+}
+
+impl TryFrom<SortKey> for KeyNum {
+    type Error = BackendError;
+    fn try_from(k: SortKey) -> Result<Self, BackendError> {
+        Ok(KeyNum {
+            ts: k.ts_ns,
+            sid: u64::from_str_radix(&k.stream_id, 16).map_err(|_| BackendError::BadCursor)?,
+            seq: k.seq,
+        })
+    }
+}
+
+impl From<KeyNum> for SortKey {
+    fn from(k: KeyNum) -> SortKey {
+        SortKey {
+            ts_ns: k.ts,
+            stream_id: format!("{:016x}", k.sid),
+            seq: k.seq,
+        }
+    }
+}
+
+/// Checks candidates of an inexact plan against the stored record.
+struct PostFilter {
+    matcher: Arc<Matcher>,
+    store: StoreReader,
+    source: tantivy::schema::Field,
+}
+
+impl PostFilter {
+    fn new(
+        matcher: &Option<Arc<Matcher>>,
+        seg: &SegmentReader,
+    ) -> tantivy::Result<Option<PostFilter>> {
+        let Some(m) = matcher else { return Ok(None) };
+        let source = seg.schema().get_field("source")?;
+        Ok(Some(PostFilter {
+            matcher: m.clone(),
+            store: seg.get_store_reader(8)?,
+            source,
+        }))
+    }
+
+    fn keep(&self, doc: DocId) -> bool {
+        let Ok(d) = self.store.get::<TantivyDocument>(doc) else {
+            return false;
+        };
+        let Some(bytes) = d.get_first(self.source).and_then(|v| v.as_bytes()) else {
+            return false;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return false;
+        };
+        self.matcher.matches(&ValueDoc::new(&v))
+    }
+}
+
+fn keep(post: &Option<PostFilter>, doc: DocId) -> bool {
+    post.as_ref().is_none_or(|p| p.keep(doc))
+}
+
+/// The first `limit` records after `after` in `order`, by (timestamp, stream, sequence).
+struct TopKeys {
+    limit: usize,
+    order: Order,
+    after: Option<KeyNum>,
+    post: Option<Arc<Matcher>>,
+}
+
+/// Heap entry ordered so that the heap's top is the entry to evict (the worst kept).
+#[derive(PartialEq, Eq)]
+struct Ranked {
+    key: KeyNum,
+    desc: bool,
+    addr: DocAddress,
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Desc keeps the largest keys: the worst is the smallest, so it must compare greatest.
+        if self.desc {
+            other.key.cmp(&self.key)
+        } else {
+            self.key.cmp(&other.key)
+        }
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+struct TopKeysSegment {
+    seg: SegmentOrdinal,
+    ts: Column<i64>,
+    sid: Column<u64>,
+    seq: Column<u64>,
+    limit: usize,
+    desc: bool,
+    after: Option<KeyNum>,
+    heap: BinaryHeap<Ranked>,
+    post: Option<PostFilter>,
+}
+
+impl Collector for TopKeys {
+    type Fruit = Vec<(KeyNum, DocAddress)>;
+    type Child = TopKeysSegment;
+
+    fn for_segment(
+        &self,
+        seg: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<TopKeysSegment> {
+        let ff = reader.fast_fields();
+        Ok(TopKeysSegment {
+            seg,
+            ts: ff.i64("ts")?,
+            sid: ff.u64("sid")?,
+            seq: ff.u64("seq")?,
+            limit: self.limit,
+            desc: self.order == Order::Desc,
+            after: self.after,
+            heap: BinaryHeap::with_capacity(self.limit.min(10_000) + 1),
+            post: PostFilter::new(&self.post, reader)?,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let mut all: Vec<(KeyNum, DocAddress)> = fruits.into_iter().flatten().collect();
+        if self.order == Order::Desc {
+            all.sort_by_key(|a| std::cmp::Reverse(a.0));
+        } else {
+            all.sort_by_key(|a| a.0);
+        }
+        all.truncate(self.limit);
+        Ok(all)
+    }
+}
+
+impl SegmentCollector for TopKeysSegment {
+    type Fruit = Vec<(KeyNum, DocAddress)>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        if self.limit == 0 {
+            return;
+        }
+        // The timestamp alone decides most records: read the other columns only on a tie or a
+        // record that enters the page.
+        let ts = self.ts.first(doc).unwrap_or(0);
+        if self.heap.len() >= self.limit
+            && let Some(worst) = self.heap.peek()
+            && (if self.desc {
+                ts < worst.key.ts
+            } else {
+                ts > worst.key.ts
+            })
+        {
+            return;
+        }
+        let key = KeyNum {
+            ts,
+            sid: self.sid.first(doc).unwrap_or(0),
+            seq: self.seq.first(doc).unwrap_or(0),
+        };
+        if let Some(a) = self.after {
+            let beyond = if self.desc { key < a } else { key > a };
+            if !beyond {
+                return;
+            }
+        }
+        // Cheap checks first: a record that could not enter the page is never loaded.
+        if self.heap.len() >= self.limit
+            && let Some(worst) = self.heap.peek()
+        {
+            let better = if self.desc {
+                key > worst.key
+            } else {
+                key < worst.key
+            };
+            if !better {
+                return;
+            }
+        }
+        if !keep(&self.post, doc) {
+            return;
+        }
+        self.heap.push(Ranked {
+            key,
+            desc: self.desc,
+            addr: DocAddress::new(self.seg, doc),
+        });
+        if self.heap.len() > self.limit {
+            self.heap.pop();
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.heap.into_iter().map(|r| (r.key, r.addr)).collect()
+    }
+}
+
+/// Record counts per time bucket and level (index 0 = no level).
+struct LevelHistogram {
+    first: i64,
+    interval: i64,
+    n: usize,
+    post: Option<Arc<Matcher>>,
+}
+
+struct LevelHistogramSegment {
+    first: i64,
+    interval: i64,
+    ts: Column<i64>,
+    lvl: Column<u64>,
+    counts: Vec<[u64; 7]>,
+    post: Option<PostFilter>,
+}
+
+impl Collector for LevelHistogram {
+    type Fruit = Vec<[u64; 7]>;
+    type Child = LevelHistogramSegment;
+
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Self::Child> {
+        let ff = reader.fast_fields();
+        Ok(LevelHistogramSegment {
+            first: self.first,
+            interval: self.interval,
+            ts: ff.i64("ts")?,
+            lvl: ff.u64("lvl")?,
+            counts: vec![[0; 7]; self.n],
+            post: PostFilter::new(&self.post, reader)?,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let mut total = vec![[0u64; 7]; self.n];
+        for f in fruits {
+            for (t, c) in total.iter_mut().zip(f) {
+                for (a, b) in t.iter_mut().zip(c) {
+                    *a += b;
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl SegmentCollector for LevelHistogramSegment {
+    type Fruit = Vec<[u64; 7]>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        let Some(ts) = self.ts.first(doc) else { return };
+        let b = (ts - self.first).div_euclid(self.interval);
+        let Some(slot) = usize::try_from(b).ok().and_then(|b| self.counts.get_mut(b)) else {
+            return;
+        };
+        if !keep(&self.post, doc) {
+            return;
+        }
+        let l = self.lvl.first(doc).unwrap_or(0).min(6) as usize;
+        slot[l] += 1;
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.counts
+    }
+}
+
+/// Counts of each value of a keyword fast field among the matching records.
+struct ValueCounts {
+    column: &'static str,
+    post: Option<Arc<Matcher>>,
+}
+
+enum ValueColumn {
+    Str(StrColumn),
+    Level(Column<u64>),
+    Missing,
+}
+
+struct ValueCountsSegment {
+    column: ValueColumn,
+    counts: HashMap<u64, u64>,
+    post: Option<PostFilter>,
+}
+
+impl Collector for ValueCounts {
+    type Fruit = BTreeMap<String, u64>;
+    type Child = ValueCountsSegment;
+
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Self::Child> {
+        let ff = reader.fast_fields();
+        let column = if self.column == "lvl" {
+            ValueColumn::Level(ff.u64("lvl")?)
+        } else {
+            ff.str(self.column)?
+                .map_or(ValueColumn::Missing, ValueColumn::Str)
+        };
+        Ok(ValueCountsSegment {
+            column,
+            counts: HashMap::new(),
+            post: PostFilter::new(&self.post, reader)?,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let mut total = BTreeMap::new();
+        for f in fruits {
+            for (v, n) in f {
+                *total.entry(v).or_insert(0) += n;
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl SegmentCollector for ValueCountsSegment {
+    type Fruit = BTreeMap<String, u64>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        if matches!(self.column, ValueColumn::Missing) || !keep(&self.post, doc) {
+            return;
+        }
+        match &self.column {
+            ValueColumn::Str(c) => {
+                for ord in c.term_ords(doc) {
+                    *self.counts.entry(ord).or_insert(0) += 1;
+                }
+            }
+            ValueColumn::Level(c) => {
+                if let Some(l) = c.first(doc).filter(|l| *l > 0) {
+                    *self.counts.entry(l).or_insert(0) += 1;
+                }
+            }
+            ValueColumn::Missing => {}
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        let mut out = BTreeMap::new();
+        let mut s = String::new();
+        for (ord, n) in self.counts {
+            match &self.column {
+                ValueColumn::Str(c) => {
+                    s.clear();
+                    if c.ord_to_str(ord, &mut s).unwrap_or(false) {
+                        out.insert(s.clone(), n);
+                    }
+                }
+                ValueColumn::Level(_) => {
+                    out.insert(level_name(ord as usize).to_string(), n);
+                }
+                ValueColumn::Missing => {}
+            }
+        }
+        out
+    }
+}

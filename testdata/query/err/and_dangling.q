@@ -1,0 +1,1 @@
+AND foo AND

@@ -1,0 +1,1 @@
+pod:/[z-a]/ level:error

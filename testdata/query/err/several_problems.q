@@ -1,0 +1,1 @@
+level:bogus (a OR ) "x

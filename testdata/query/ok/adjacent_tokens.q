@@ -1,0 +1,1 @@
+msg="connection refused"

@@ -1,0 +1,1 @@
+Namespace:shop LEVEL:error

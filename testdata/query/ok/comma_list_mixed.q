@@ -1,0 +1,1 @@
+pod:api-*,/web-[0-9]+/,"worker"

@@ -1,0 +1,1 @@
+a AND b AND c

@@ -1,0 +1,1 @@
+-has:cluster -no:node

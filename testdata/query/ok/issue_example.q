@@ -1,0 +1,1 @@
+namespace:shop -pod:canary-* level:>=warn "connection refused"

@@ -1,0 +1,1 @@
+label.app.kubernetes.io/name:api

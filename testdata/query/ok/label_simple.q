@@ -1,0 +1,1 @@
+label.app:checkout label.tier:web

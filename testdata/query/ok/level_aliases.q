@@ -1,0 +1,1 @@
+level:warning,err,crit

@@ -1,0 +1,1 @@
+message:timeout message:"read tcp"

@@ -1,0 +1,1 @@
+(namespace:a (pod:b OR (container:c level:error)))

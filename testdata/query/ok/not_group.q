@@ -1,0 +1,1 @@
+-(level:debug OR level:trace)

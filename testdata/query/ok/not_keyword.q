@@ -1,0 +1,1 @@
+NOT namespace:kube-system

@@ -1,0 +1,1 @@
+pod:"a b" container:"x,y"

@@ -1,0 +1,1 @@
+"canary-*" "namespace:x" "-5"

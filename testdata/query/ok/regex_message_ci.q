@@ -1,0 +1,1 @@
+/timeout after [0-9]+ms/i

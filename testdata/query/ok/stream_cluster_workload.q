@@ -1,0 +1,1 @@
+stream:stderr cluster:prod-eu workload:checkout

@@ -1,0 +1,1 @@
+namespace:café "Grüße aus München" 東京
