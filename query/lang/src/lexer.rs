@@ -4,7 +4,6 @@
 //!
 //! Never panics: every slice is taken at an ASCII delimiter or at the end of the text.
 
-use crate::ast::is_label_key_byte;
 use crate::ast::{CmpOp, Field, Span};
 use crate::error::{Diagnostic, ErrorKind};
 
