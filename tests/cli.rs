@@ -167,6 +167,35 @@ fn up_demo_is_searchable_within_seconds() {
         "{}",
         stdout(&o)
     );
+    // `--follow` prints records as they arrive (the generator keeps writing).
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_nevermore"))
+        .args([
+            "search",
+            "namespace:payments",
+            "--follow",
+            "--json",
+            "--server",
+            &server,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A watchdog: a follow that prints nothing must fail the test, not hang it.
+    let pid = follow.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let _ = Command::new("kill").arg("-9").arg(pid).status();
+    });
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    let first = lines
+        .next()
+        .expect("--follow printed nothing in 30 s")
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["kubernetes"]["namespace"], "payments");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
     // A bad query is a positioned error.
     let o = nevermore(&["search", "level:>=loud", "--server", &server]);
     assert_eq!(o.status.code(), Some(1));

@@ -556,7 +556,7 @@ async fn context(
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no record with that id")
         })?;
         let all_time = TimeRange {
-            start_ns: i64::MIN,
+            start_ns: 0,
             end_ns: i64::MAX,
         };
         let slice = |order: Order, limit: usize| SearchRequest {

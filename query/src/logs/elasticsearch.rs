@@ -709,17 +709,31 @@ fn parse_hits(resp: &Value) -> Result<Vec<RawHit>, BackendError> {
 /// The range to send: whole milliseconds around the exact one (see the module docs).
 fn widen(range: TimeRange) -> TimeRange {
     let start_ns = range.start_ns.div_euclid(NS_PER_MS) * NS_PER_MS;
-    let end_ns = range.end_ns.div_euclid(NS_PER_MS) * NS_PER_MS
-        + if range.end_ns.rem_euclid(NS_PER_MS) == 0 {
+    // Saturating: "until the end of time" is `i64::MAX`.
+    let end_ns = (range.end_ns.div_euclid(NS_PER_MS) * NS_PER_MS).saturating_add(
+        if range.end_ns.rem_euclid(NS_PER_MS) == 0 {
             0
         } else {
             NS_PER_MS
-        };
+        },
+    );
     TimeRange { start_ns, end_ns }
 }
 
+/// `date_nanos` holds 1970 to 2262: a bound at or past either end is left open (some servers
+/// reject a bound they cannot represent).
 fn range_filter(range: TimeRange) -> Value {
-    json!({"range": {"@timestamp": {"gte": nevermore_index::format_ts(range.start_ns), "lt": nevermore_index::format_ts(range.end_ns)}}})
+    let mut bounds = serde_json::Map::new();
+    if range.start_ns > 0 {
+        bounds.insert(
+            "gte".into(),
+            nevermore_index::format_ts(range.start_ns).into(),
+        );
+    }
+    if range.end_ns < i64::MAX - NS_PER_MS {
+        bounds.insert("lt".into(), nevermore_index::format_ts(range.end_ns).into());
+    }
+    json!({"range": {"@timestamp": bounds}})
 }
 
 /// The cursor's `pit` is the point-in-time id, then `|` and the JSON of the tiebreaker sort

@@ -9,7 +9,7 @@ use super::{
     BackendError, Bucket, Cursor, HistogramRequest, Hit, Order, Page, SearchRequest, SortKey,
     TimeRange, ValueCount, ValuesRequest,
 };
-use crate::logs::record_doc::ValueDoc;
+use crate::logs::record_doc::LiteDoc;
 use nevermore_index::{Fields, LogIndex};
 use nevermore_lang::eval::Matcher;
 use nevermore_lang::{CmpOp, Expr, Field, Pred, Term as AstTerm};
@@ -704,10 +704,10 @@ impl PostFilter {
         let Some(bytes) = d.get_first(self.source).and_then(|v| v.as_bytes()) else {
             return false;
         };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        let Some(doc) = LiteDoc::parse(bytes) else {
             return false;
         };
-        self.matcher.matches(&ValueDoc::new(&v))
+        self.matcher.matches(&doc)
     }
 }
 
