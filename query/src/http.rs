@@ -375,18 +375,6 @@ fn parse_order(params: &HashMap<String, String>) -> Result<Order, ApiError> {
     }
 }
 
-async fn count(st: &AppState, expr: &Expr, range: TimeRange) -> Result<u64, ApiError> {
-    let buckets = st
-        .backend
-        .histogram(HistogramRequest {
-            expr: expr.clone(),
-            range,
-            interval_ns: auto_interval(range, 100),
-        })
-        .await?;
-    Ok(buckets.iter().flat_map(|b| b.counts.values()).sum())
-}
-
 fn highlights(expr: &Expr, hits: &[crate::logs::Hit]) -> Vec<Vec<(usize, usize)>> {
     hits.iter()
         .map(|h| {
@@ -436,10 +424,7 @@ async fn search(
         };
         let (page, total) = match &cursor {
             Some(c) => (st.backend.search(req).await?, c.total),
-            None => {
-                let (page, total) = tokio::join!(st.backend.search(req), count(&st, &expr, range));
-                (page?, total?)
-            }
+            None => st.backend.search_counted(req).await?,
         };
         let next = page.next.map(|c| {
             encode_cursor(&CursorToken {
@@ -747,6 +732,23 @@ mod tests {
         assert_eq!(resp.headers()["retry-after"], "1");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "too_many_requests");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_its_deadline_is_504() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = nevermore_index::LogIndex::open(dir.path()).unwrap();
+        let backend =
+            Backend::Embedded(crate::logs::embedded::EmbeddedBackend::new(index).unwrap());
+        let mut cfg = crate::config::load_str("", "t").unwrap();
+        cfg.request_timeout = Duration::from_millis(250);
+        let state = AppState::new(backend, cfg);
+        let e = guarded(&state, std::future::pending::<Result<(), ApiError>>())
+            .await
+            .unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::GATEWAY_TIMEOUT, "timeout"));
+        // The permit came back.
+        assert_eq!(state.inflight.available_permits(), state.cfg.max_in_flight);
     }
 
     #[test]

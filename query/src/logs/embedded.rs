@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::{Column, ColumnIndex, StrColumn};
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery,
     TermQuery, TermSetQuery,
@@ -83,6 +83,10 @@ impl EmbeddedBackend {
         self.blocking(move |i| i.histogram(&req)).await
     }
 
+    pub async fn search_counted(&self, req: SearchRequest) -> Result<(Page, u64), BackendError> {
+        self.blocking(move |i| i.search_counted(&req)).await
+    }
+
     pub async fn values(&self, req: ValuesRequest) -> Result<Vec<ValueCount>, BackendError> {
         self.blocking(move |i| i.values(&req)).await
     }
@@ -103,14 +107,21 @@ struct Plan {
 impl Inner {
     fn plan(
         &self,
+        searcher: &tantivy::Searcher,
         expr: &Expr,
         range: Option<TimeRange>,
         stream: Option<&str>,
     ) -> Result<Plan, BackendError> {
         let f = self.index.fields();
         let (q, exact) = lower(expr, f)?;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, q)];
-        if let Some(r) = range {
+        // `All` is no clause: an intersection with every record still costs a walk.
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if !matches!(expr, Expr::All) {
+            clauses.push((Occur::Must, q));
+        }
+        if let Some(r) = range
+            && !covers_everything(searcher, r)
+        {
             clauses.push((
                 Occur::Must,
                 ts_range(f, Bound::Included(r.start_ns), Bound::Excluded(r.end_ns)),
@@ -131,10 +142,14 @@ impl Inner {
         } else {
             Some(Arc::new(Matcher::new(expr).map_err(index_err)?))
         };
-        Ok(Plan {
-            query: Box::new(BooleanQuery::new(clauses)),
-            post,
-        })
+        let query: Box<dyn Query> = match clauses.len() {
+            0 => Box::new(AllQuery),
+            1 => clauses
+                .pop()
+                .map_or_else(|| Box::new(AllQuery) as Box<dyn Query>, |(_, q)| q),
+            _ => Box::new(BooleanQuery::new(clauses)),
+        };
+        Ok(Plan { query, post })
     }
 
     fn search(&self, req: &SearchRequest) -> Result<Page, BackendError> {
@@ -146,8 +161,8 @@ impl Inner {
                 Order::Asc => range.start_ns = range.start_ns.max(c.key.ts_ns),
             }
         }
-        let plan = self.plan(&req.expr, Some(range), req.stream.as_deref())?;
         let searcher = self.reader.searcher();
+        let plan = self.plan(&searcher, &req.expr, Some(range), req.stream.as_deref())?;
         let collector = TopKeys {
             limit: req.limit,
             order: req.order,
@@ -162,11 +177,36 @@ impl Inner {
         let top = searcher
             .search(&*plan.query, &collector)
             .map_err(index_err)?;
+        self.page(&searcher, top, req.limit)
+    }
+
+    /// One pass: every matching record is counted, and the page is kept on the way.
+    fn search_counted(&self, req: &SearchRequest) -> Result<(Page, u64), BackendError> {
+        let searcher = self.reader.searcher();
+        let plan = self.plan(&searcher, &req.expr, Some(req.range), req.stream.as_deref())?;
+        let collector = Counted(TopKeys {
+            limit: req.limit,
+            order: req.order,
+            after: None,
+            post: plan.post.clone(),
+        });
+        let (top, total) = searcher
+            .search(&*plan.query, &collector)
+            .map_err(index_err)?;
+        Ok((self.page(&searcher, top, req.limit)?, total))
+    }
+
+    fn page(
+        &self,
+        searcher: &tantivy::Searcher,
+        top: Vec<(KeyNum, DocAddress)>,
+        limit: usize,
+    ) -> Result<Page, BackendError> {
         let mut hits = Vec::with_capacity(top.len());
         for (key, addr) in top {
-            hits.push(self.hit(&searcher, key, addr)?);
+            hits.push(self.hit(searcher, key, addr)?);
         }
-        let next = (hits.len() == req.limit && req.limit > 0)
+        let next = (hits.len() == limit && limit > 0)
             .then(|| {
                 hits.last().map(|h| Cursor {
                     key: h.key.clone(),
@@ -208,16 +248,15 @@ impl Inner {
                 "{n} histogram buckets is too many"
             )));
         }
-        let plan = self.plan(&req.expr, Some(req.range), None)?;
+        let searcher = self.reader.searcher();
+        let plan = self.plan(&searcher, &req.expr, Some(req.range), None)?;
         let collector = LevelHistogram {
             first,
             interval,
             n,
             post: plan.post.clone(),
         };
-        let counts = self
-            .reader
-            .searcher()
+        let counts = searcher
             .search(&*plan.query, &collector)
             .map_err(index_err)?;
         Ok(counts
@@ -252,14 +291,13 @@ impl Inner {
                 });
             }
         };
-        let plan = self.plan(&req.expr, Some(req.range), None)?;
+        let searcher = self.reader.searcher();
+        let plan = self.plan(&searcher, &req.expr, Some(req.range), None)?;
         let collector = ValueCounts {
             column,
             post: plan.post.clone(),
         };
-        let counts = self
-            .reader
-            .searcher()
+        let counts = searcher
             .search(&*plan.query, &collector)
             .map_err(index_err)?;
         let prefix = format!("{strip}{}", req.prefix);
@@ -279,7 +317,8 @@ impl Inner {
 
     fn get(&self, event_id: &str, restrict: &Expr) -> Result<Option<Hit>, BackendError> {
         let f = self.index.fields();
-        let plan = self.plan(restrict, None, None)?;
+        let searcher = self.reader.searcher();
+        let plan = self.plan(&searcher, restrict, None, None)?;
         let by_id = TermQuery::new(
             tantivy::Term::from_field_text(f.id, event_id),
             IndexRecordOption::Basic,
@@ -301,6 +340,18 @@ impl Inner {
             .map(|(key, addr)| self.hit(&searcher, key, addr))
             .transpose()
     }
+}
+
+/// Whether the range holds every record the searcher sees: then it needs no range query (the
+/// common "everything" view, where the range query would cost a walk of every record).
+fn covers_everything(searcher: &tantivy::Searcher, r: TimeRange) -> bool {
+    searcher.segment_readers().iter().all(|seg| {
+        seg.num_docs() == 0
+            || seg
+                .fast_fields()
+                .i64("ts")
+                .is_ok_and(|c| c.min_value() >= r.start_ns && c.max_value() < r.end_ns)
+    })
 }
 
 fn level_name(l: usize) -> &'static str {
@@ -692,7 +743,7 @@ impl PostFilter {
         let source = seg.schema().get_field("source")?;
         Ok(Some(PostFilter {
             matcher: m.clone(),
-            store: seg.get_store_reader(8)?,
+            store: seg.get_store_reader(64)?,
             source,
         }))
     }
@@ -723,26 +774,27 @@ struct TopKeys {
     post: Option<Arc<Matcher>>,
 }
 
-/// Heap entry ordered so that the heap's top is the entry to evict (the worst kept).
+/// A record kept by timestamp alone, ordered so that the heap's top is the one to evict (the
+/// worst kept). The stream id and sequence are read only for the records kept at the end.
 #[derive(PartialEq, Eq)]
-struct Ranked {
-    key: KeyNum,
+struct ByTs {
+    ts: i64,
+    doc: DocId,
     desc: bool,
-    addr: DocAddress,
 }
 
-impl Ord for Ranked {
+impl Ord for ByTs {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // Desc keeps the largest keys: the worst is the smallest, so it must compare greatest.
+        // Desc keeps the largest timestamps: the worst is the smallest, so it compares greatest.
         if self.desc {
-            other.key.cmp(&self.key)
+            other.ts.cmp(&self.ts)
         } else {
-            self.key.cmp(&other.key)
+            self.ts.cmp(&other.ts)
         }
     }
 }
 
-impl PartialOrd for Ranked {
+impl PartialOrd for ByTs {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
@@ -756,8 +808,17 @@ struct TopKeysSegment {
     limit: usize,
     desc: bool,
     after: Option<KeyNum>,
-    heap: BinaryHeap<Ranked>,
+    /// The best `limit` records by timestamp.
+    heap: BinaryHeap<ByTs>,
+    /// Records whose timestamp equals the worst kept one but found no room: the stream id and
+    /// sequence decide among them and the heap's worst at harvest. Cleared when the worst kept
+    /// timestamp moves past theirs.
+    ties: Vec<DocId>,
+    ties_ts: i64,
     post: Option<PostFilter>,
+    /// Every record has a timestamp value (blocks can be read at once).
+    dense: bool,
+    buf: Vec<i64>,
 }
 
 impl Collector for TopKeys {
@@ -770,15 +831,20 @@ impl Collector for TopKeys {
         reader: &SegmentReader,
     ) -> tantivy::Result<TopKeysSegment> {
         let ff = reader.fast_fields();
+        let ts = ff.i64("ts")?;
         Ok(TopKeysSegment {
             seg,
-            ts: ff.i64("ts")?,
+            dense: matches!(ts.index, ColumnIndex::Full),
+            buf: Vec::new(),
+            ts,
             sid: ff.u64("sid")?,
             seq: ff.u64("seq")?,
             limit: self.limit,
             desc: self.order == Order::Desc,
             after: self.after,
             heap: BinaryHeap::with_capacity(self.limit.min(10_000) + 1),
+            ties: Vec::new(),
+            ties_ts: 0,
             post: PostFilter::new(&self.post, reader)?,
         })
     }
@@ -803,61 +869,173 @@ impl SegmentCollector for TopKeysSegment {
     type Fruit = Vec<(KeyNum, DocAddress)>;
 
     fn collect(&mut self, doc: DocId, _: Score) {
+        let ts = self.ts.first(doc).unwrap_or(0);
+        self.collect_at(doc, ts);
+    }
+
+    /// Timestamps of a whole block in one call (the column is dense: every record has one).
+    fn collect_block(&mut self, docs: &[DocId]) {
+        if !self.dense {
+            for d in docs {
+                self.collect(*d, 0.0);
+            }
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(docs.len(), 0);
+        self.ts.values.get_vals(docs, &mut buf);
+        for (d, ts) in docs.iter().zip(&buf) {
+            self.collect_at(*d, *ts);
+        }
+        self.buf = buf;
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        let docs = self
+            .heap
+            .iter()
+            .map(|r| r.doc)
+            .chain(self.ties.iter().copied());
+        docs.map(|doc| (self.key(doc), DocAddress::new(self.seg, doc)))
+            .collect()
+    }
+}
+
+impl TopKeysSegment {
+    fn key(&self, doc: DocId) -> KeyNum {
+        KeyNum {
+            ts: self.ts.first(doc).unwrap_or(0),
+            sid: self.sid.first(doc).unwrap_or(0),
+            seq: self.seq.first(doc).unwrap_or(0),
+        }
+    }
+
+    /// Whether timestamp `a` ranks strictly after `b` in the requested order.
+    fn worse(&self, a: i64, b: i64) -> bool {
+        if self.desc { a < b } else { a > b }
+    }
+
+    fn collect_at(&mut self, doc: DocId, ts: i64) {
         if self.limit == 0 {
             return;
         }
-        // The timestamp alone decides most records: read the other columns only on a tie or a
-        // record that enters the page.
-        let ts = self.ts.first(doc).unwrap_or(0);
-        if self.heap.len() >= self.limit
-            && let Some(worst) = self.heap.peek()
-            && (if self.desc {
-                ts < worst.key.ts
-            } else {
-                ts > worst.key.ts
-            })
-        {
-            return;
-        }
-        let key = KeyNum {
-            ts,
-            sid: self.sid.first(doc).unwrap_or(0),
-            seq: self.seq.first(doc).unwrap_or(0),
-        };
         if let Some(a) = self.after {
-            let beyond = if self.desc { key < a } else { key > a };
-            if !beyond {
+            if self.worse(a.ts, ts) {
                 return;
             }
+            // Same timestamp as the cursor: the full key decides.
+            if ts == a.ts {
+                let k = self.key(doc);
+                if (self.desc && k >= a) || (!self.desc && k <= a) {
+                    return;
+                }
+            }
         }
-        // Cheap checks first: a record that could not enter the page is never loaded.
+        // The timestamp alone decides most records; a record that cannot enter the page is
+        // never loaded for the post-filter.
         if self.heap.len() >= self.limit
-            && let Some(worst) = self.heap.peek()
+            && let Some(worst) = self.heap.peek().map(|w| w.ts)
         {
-            let better = if self.desc {
-                key > worst.key
-            } else {
-                key < worst.key
-            };
-            if !better {
+            if self.worse(ts, worst) {
+                return;
+            }
+            if ts == worst {
+                if keep(&self.post, doc) {
+                    if !self.ties.is_empty() && self.ties_ts != worst {
+                        self.ties.clear();
+                    }
+                    self.ties_ts = worst;
+                    self.ties.push(doc);
+                }
                 return;
             }
         }
         if !keep(&self.post, doc) {
             return;
         }
-        self.heap.push(Ranked {
-            key,
+        self.heap.push(ByTs {
+            ts,
+            doc,
             desc: self.desc,
-            addr: DocAddress::new(self.seg, doc),
         });
-        if self.heap.len() > self.limit {
-            self.heap.pop();
+        if self.heap.len() > self.limit
+            && let Some(out) = self.heap.pop()
+            && let Some(worst) = self.heap.peek().map(|w| w.ts)
+        {
+            if !self.ties.is_empty() && self.ties_ts != worst {
+                self.ties.clear();
+            }
+            if out.ts == worst {
+                self.ties_ts = worst;
+                self.ties.push(out.doc);
+            }
+        }
+    }
+}
+
+/// A page and the count of every record that matches: the post-filter, when there is one, runs
+/// once per record for both.
+struct Counted(TopKeys);
+
+struct CountedSegment {
+    top: TopKeysSegment,
+    post: Option<PostFilter>,
+    count: u64,
+}
+
+impl Collector for Counted {
+    type Fruit = (Vec<(KeyNum, DocAddress)>, u64);
+    type Child = CountedSegment;
+
+    fn for_segment(
+        &self,
+        seg: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<CountedSegment> {
+        let mut top = self.0.for_segment(seg, reader)?;
+        // The page sees only records that passed the filter here.
+        let post = top.post.take();
+        Ok(CountedSegment {
+            top,
+            post,
+            count: 0,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let total = fruits.iter().map(|(_, n)| n).sum();
+        let tops = fruits.into_iter().map(|(t, _)| t).collect();
+        Ok((self.0.merge_fruits(tops)?, total))
+    }
+}
+
+impl SegmentCollector for CountedSegment {
+    type Fruit = (Vec<(KeyNum, DocAddress)>, u64);
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if keep(&self.post, doc) {
+            self.count += 1;
+            self.top.collect(doc, score);
+        }
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        if self.post.is_some() {
+            for d in docs {
+                self.collect(*d, 0.0);
+            }
+        } else {
+            self.count += docs.len() as u64;
+            self.top.collect_block(docs);
         }
     }
 
     fn harvest(self) -> Self::Fruit {
-        self.heap.into_iter().map(|r| (r.key, r.addr)).collect()
+        (self.top.harvest(), self.count)
     }
 }
 
@@ -876,6 +1054,10 @@ struct LevelHistogramSegment {
     lvl: Column<u64>,
     counts: Vec<[u64; 7]>,
     post: Option<PostFilter>,
+    /// Every record has a timestamp and a level ordinal (blocks can be read at once).
+    dense: bool,
+    ts_buf: Vec<i64>,
+    lvl_buf: Vec<u64>,
 }
 
 impl Collector for LevelHistogram {
@@ -888,11 +1070,15 @@ impl Collector for LevelHistogram {
         reader: &SegmentReader,
     ) -> tantivy::Result<Self::Child> {
         let ff = reader.fast_fields();
+        let (ts, lvl) = (ff.i64("ts")?, ff.u64("lvl")?);
         Ok(LevelHistogramSegment {
             first: self.first,
             interval: self.interval,
-            ts: ff.i64("ts")?,
-            lvl: ff.u64("lvl")?,
+            dense: matches!(ts.index, ColumnIndex::Full) && matches!(lvl.index, ColumnIndex::Full),
+            ts_buf: Vec::new(),
+            lvl_buf: Vec::new(),
+            ts,
+            lvl,
             counts: vec![[0; 7]; self.n],
             post: PostFilter::new(&self.post, reader)?,
         })
@@ -917,6 +1103,31 @@ impl Collector for LevelHistogram {
 
 impl SegmentCollector for LevelHistogramSegment {
     type Fruit = Vec<[u64; 7]>;
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        if !self.dense || self.post.is_some() {
+            for d in docs {
+                self.collect(*d, 0.0);
+            }
+            return;
+        }
+        let (mut ts, mut lvl) = (
+            std::mem::take(&mut self.ts_buf),
+            std::mem::take(&mut self.lvl_buf),
+        );
+        ts.resize(docs.len(), 0);
+        lvl.resize(docs.len(), 0);
+        self.ts.values.get_vals(docs, &mut ts);
+        self.lvl.values.get_vals(docs, &mut lvl);
+        for (t, l) in ts.iter().zip(&lvl) {
+            let b = (t - self.first).div_euclid(self.interval);
+            if let Some(slot) = usize::try_from(b).ok().and_then(|b| self.counts.get_mut(b)) {
+                slot[(*l).min(6) as usize] += 1;
+            }
+        }
+        self.ts_buf = ts;
+        self.lvl_buf = lvl;
+    }
 
     fn collect(&mut self, doc: DocId, _: Score) {
         let Some(ts) = self.ts.first(doc) else { return };

@@ -142,6 +142,26 @@ impl Backend {
         }
     }
 
+    /// A page and the exact number of records the query matches in the range (the first page
+    /// of a search). The embedded index counts in the same pass over the records; Elasticsearch
+    /// counts with a histogram beside the search (exact, unlike `track_total_hits` past its
+    /// limit).
+    pub async fn search_counted(&self, req: SearchRequest) -> Result<(Page, u64), BackendError> {
+        match self {
+            Backend::Embedded(b) => b.search_counted(req).await,
+            Backend::Elasticsearch(b) => {
+                let count = HistogramRequest {
+                    expr: req.expr.clone(),
+                    range: req.range,
+                    interval_ns: coarse_interval(req.range),
+                };
+                let (page, buckets) = tokio::join!(b.search(req), b.histogram(count));
+                let total = buckets?.iter().flat_map(|b| b.counts.values()).sum();
+                Ok((page?, total))
+            }
+        }
+    }
+
     pub async fn histogram(&self, req: HistogramRequest) -> Result<Vec<Bucket>, BackendError> {
         match self {
             Backend::Embedded(b) => b.histogram(req).await,
@@ -163,4 +183,12 @@ impl Backend {
             Backend::Elasticsearch(b) => b.get(event_id, restrict).await,
         }
     }
+}
+
+/// A whole number of milliseconds giving at most about 100 buckets over the range: a histogram
+/// only for counting.
+fn coarse_interval(range: TimeRange) -> i64 {
+    const MS: i64 = 1_000_000;
+    let span = range.end_ns.saturating_sub(range.start_ns).max(1);
+    (span / 100 / MS + 1).saturating_mul(MS)
 }
