@@ -62,13 +62,31 @@ fn fixture() -> &'static Fixture {
         let mut w = Writer::new(index.clone(), 30_000_000, Retention::default()).unwrap();
         let text = std::fs::read_to_string(FIXTURE).unwrap();
         let mut records = Vec::new();
-        for line in text.lines() {
+        // Several segments, in time order but for every 7th record, held back into a last
+        // segment that overlaps them all: the page is assembled across segments.
+        let mut held = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if i % 7 == 3 {
+                held.push(line);
+                continue;
+            }
             let rec: LogRecord = serde_json::from_str(line).unwrap();
             w.add(&IndexDoc::from_record(&rec, line.as_bytes()).unwrap())
                 .unwrap();
-            records.push(serde_json::from_str(line).unwrap());
+            if i % 300 == 299 {
+                w.commit().unwrap();
+            }
         }
         w.commit().unwrap();
+        for line in held {
+            let rec: LogRecord = serde_json::from_str(line).unwrap();
+            w.add(&IndexDoc::from_record(&rec, line.as_bytes()).unwrap())
+                .unwrap();
+        }
+        w.commit().unwrap();
+        for line in text.lines() {
+            records.push(serde_json::from_str(line).unwrap());
+        }
         Fixture {
             backend: EmbeddedBackend::new(index).unwrap(),
             records,
@@ -129,11 +147,33 @@ fn ids_in_order(q: &str) -> (Vec<String>, Vec<String>) {
             stream: None,
         }))
         .unwrap();
-    let got = page
+    let got: Vec<String> = page
         .hits
         .iter()
         .map(|h| h.record["event"]["id"].as_str().unwrap().to_string())
         .collect();
+    // The first page with its total, as `/search` asks for it.
+    let (first, total) = f
+        .rt
+        .block_on(f.backend.search_counted(SearchRequest {
+            expr: parse_strict(q, &Limits::default()).unwrap(),
+            range: TimeRange {
+                start_ns: 0,
+                end_ns: i64::MAX,
+            },
+            limit: 10,
+            order: Order::Desc,
+            after: None,
+            stream: None,
+        }))
+        .unwrap();
+    assert_eq!(total as usize, got.len(), "total of {q}");
+    let first: Vec<String> = first
+        .hits
+        .iter()
+        .map(|h| h.record["event"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(first[..], got[..got.len().min(10)], "first page of {q}");
     (got, want)
 }
 

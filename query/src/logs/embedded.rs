@@ -174,9 +174,12 @@ impl Inner {
                 .transpose()?,
             post: plan.post.clone(),
         };
-        let top = searcher
-            .search(&*plan.query, &collector)
-            .map_err(index_err)?;
+        let top = if plan.post.is_none() {
+            top_by_segment(&searcher, &*plan.query, &collector)
+        } else {
+            searcher.search(&*plan.query, &collector)
+        }
+        .map_err(index_err)?;
         self.page(&searcher, top, req.limit)
     }
 
@@ -190,6 +193,12 @@ impl Inner {
             after: None,
             post: plan.post.clone(),
         });
+        if plan.post.is_none() {
+            // Exact: the count needs no record read, and the page only the newest segments.
+            let total = count(&searcher, &*plan.query).map_err(index_err)?;
+            let top = top_by_segment(&searcher, &*plan.query, &collector.0).map_err(index_err)?;
+            return Ok((self.page(&searcher, top, req.limit)?, total));
+        }
         let (top, total) = searcher
             .search(&*plan.query, &collector)
             .map_err(index_err)?;
@@ -340,6 +349,64 @@ impl Inner {
             .map(|(key, addr)| self.hit(&searcher, key, addr))
             .transpose()
     }
+}
+
+/// The records an exact query matches: every record of a segment when the query is `All`
+/// (the range held everything) and nothing was deleted, else tantivy's count of the segment.
+fn count(searcher: &tantivy::Searcher, query: &dyn Query) -> tantivy::Result<u64> {
+    let all = query.is::<AllQuery>();
+    let weight = query.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+        searcher,
+    ))?;
+    let mut total = 0u64;
+    for seg in searcher.segment_readers() {
+        total += u64::from(if all && seg.alive_bitset().is_none() {
+            seg.num_docs()
+        } else {
+            weight.count(seg)?
+        });
+    }
+    Ok(total)
+}
+
+/// The page of an exact query, segment by segment from the newest (or, ascending, the oldest):
+/// records are indexed roughly in time order, so segments seldom overlap in time, and once the
+/// page is full a segment wholly past its worst timestamp cannot improve it.
+fn top_by_segment(
+    searcher: &tantivy::Searcher,
+    query: &dyn Query,
+    collector: &TopKeys,
+) -> tantivy::Result<Vec<(KeyNum, DocAddress)>> {
+    let weight = query.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+        searcher,
+    ))?;
+    let desc = collector.order == Order::Desc;
+    let mut segs = Vec::with_capacity(searcher.segment_readers().len());
+    for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+        if seg.num_docs() == 0 {
+            continue;
+        }
+        let ts = seg.fast_fields().i64("ts")?;
+        segs.push((ord as SegmentOrdinal, seg, ts.min_value(), ts.max_value()));
+    }
+    if desc {
+        segs.sort_by_key(|s| std::cmp::Reverse(s.3));
+    } else {
+        segs.sort_by_key(|s| s.2);
+    }
+    let mut best: Vec<(KeyNum, DocAddress)> = Vec::new();
+    for (ord, seg, min, max) in segs {
+        if collector.limit > 0
+            && best.len() >= collector.limit
+            && let Some((worst, _)) = best.last()
+            && (if desc { max < worst.ts } else { min > worst.ts })
+        {
+            break;
+        }
+        best.extend(collector.collect_segment(&*weight, ord, seg)?);
+        best = collector.merge_fruits(vec![best])?;
+    }
+    Ok(best)
 }
 
 /// Whether the range holds every record the searcher sees: then it needs no range query (the
