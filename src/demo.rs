@@ -226,7 +226,7 @@ fn rotate(dir: &Path) -> std::io::Result<()> {
         }
     }
     let target = dir.join(format!("0.log.{stamp}"));
-    if target.exists() {
+    if target.exists() || dir.join(format!("0.log.{stamp}.gz")).exists() {
         // Two rotations within a second: keep writing to the live file.
         return Ok(());
     }

@@ -65,7 +65,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let shutdown = shutdown_signal()?;
         let backend = open_backend(&cfg)?;
-        serve_until(cfg, backend, shutdown).await
+        let listener = bind(&cfg).await?;
+        serve_until(listener, cfg, backend, shutdown).await
     })
 }
 
@@ -108,14 +109,18 @@ fn open_backend(cfg: &ServeConfig) -> anyhow::Result<Backend> {
     })
 }
 
+async fn bind(cfg: &ServeConfig) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))
+}
+
 async fn serve_until(
+    listener: tokio::net::TcpListener,
     cfg: ServeConfig,
     backend: Backend,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     tracing::info!(addr = %cfg.listen, "search API listening");
     let state = nevermore_query::http::AppState::new(backend, cfg);
     nevermore_query::http::serve(listener, state, shutdown)
@@ -161,7 +166,9 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let listen = serve_cfg.listen;
         let mut stop_serve = stop_rx.clone();
-        let server = tokio::spawn(serve_until(serve_cfg, backend, async move {
+        // Bound before anything starts: a taken port fails `up` at once.
+        let listener = bind(&serve_cfg).await?;
+        let server = tokio::spawn(serve_until(listener, serve_cfg, backend, async move {
             let _ = stop_serve.changed().await;
         }));
         let generator = demo.as_ref().map(|d| {

@@ -182,11 +182,9 @@ fn print_record(
     let s = |p: &str| rec.pointer(p).and_then(Value::as_str).unwrap_or("");
     let ts = s("/@timestamp");
     // Milliseconds are enough on a terminal.
-    let ts = if ts.len() >= 23 {
-        format!("{}Z", &ts[..23])
-    } else {
-        ts.to_string()
-    };
+    let ts = ts
+        .get(..23)
+        .map_or_else(|| ts.to_string(), |t| format!("{t}Z"));
     let source = if rec.get("kubernetes").is_some() {
         format!(
             "{}/{}/{}",

@@ -31,12 +31,15 @@ pub struct AppState {
     pub cfg: ServeConfig,
     pub limits: Limits,
     inflight: Arc<Semaphore>,
+    /// Live tails are long: they have their own limit (as many as requests in flight).
+    tails: Arc<Semaphore>,
 }
 
 impl AppState {
     pub fn new(backend: Backend, cfg: ServeConfig) -> Arc<AppState> {
         Arc::new(AppState {
             inflight: Arc::new(Semaphore::new(cfg.max_in_flight)),
+            tails: Arc::new(Semaphore::new(cfg.max_in_flight)),
             backend,
             cfg,
             limits: Limits::default(),
@@ -221,12 +224,22 @@ fn and(restrict: Expr, user: Expr) -> Expr {
 
 fn user_query(st: &AppState, params: &HashMap<String, String>) -> Result<Expr, ApiError> {
     let q = params.get("q").map(String::as_str).unwrap_or("");
-    nevermore_lang::parse_strict(q, &st.limits).map_err(|e| ApiError {
+    let expr = nevermore_lang::parse_strict(q, &st.limits).map_err(|e| ApiError {
         status: StatusCode::BAD_REQUEST,
         code: "bad_query",
         message: e.to_string(),
         span: Some(e.span),
-    })
+    })?;
+    // A regex within the parser's limits can still compile past the size the engines accept
+    // (nested repetitions): that is the query's fault, not the backend's.
+    if let Err(e) = nevermore_lang::Matcher::new(&expr) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            e.to_string(),
+        ));
+    }
+    Ok(expr)
 }
 
 fn now_ns() -> i64 {
@@ -235,8 +248,24 @@ fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// `RFC 3339`, unix seconds (`1764151200`, `1764151200.5`), `now`, or `now-15m` (s, m, h, d).
+/// The latest time a request may name: the end of `i64` nanoseconds (year 2262), less a day of
+/// headroom for bucket arithmetic.
+const MAX_TIME_NS: i64 = i64::MAX - 86_400_000_000_000;
+
+/// `RFC 3339`, unix seconds (`1764151200`, `1764151200.5`), `now`, or `now-15m` (s, m, h, d),
+/// between 1970 and 2262.
 fn parse_time(name: &str, v: &str, now: i64) -> Result<i64, ApiError> {
+    let t = parse_time_unchecked(name, v, now)?;
+    if !(0..=MAX_TIME_NS).contains(&t) {
+        return Err(ApiError::bad_param(
+            name,
+            format!("`{v}` is outside 1970-01-01..2262-04-10"),
+        ));
+    }
+    Ok(t)
+}
+
+fn parse_time_unchecked(name: &str, v: &str, now: i64) -> Result<i64, ApiError> {
     let v = v.trim();
     if v == "now" {
         return Ok(now);
@@ -275,6 +304,17 @@ fn parse_time(name: &str, v: &str, now: i64) -> Result<i64, ApiError> {
     })
 }
 
+/// The range when both ends are given as absolute times (not `now`-relative), else `None`.
+fn absolute_range(params: &HashMap<String, String>) -> Result<Option<TimeRange>, ApiError> {
+    let (Some(s), Some(e)) = (params.get("start"), params.get("end")) else {
+        return Ok(None);
+    };
+    if s.trim().starts_with("now") || e.trim().starts_with("now") {
+        return Ok(None);
+    }
+    time_range(params).map(Some)
+}
+
 fn time_range(params: &HashMap<String, String>) -> Result<TimeRange, ApiError> {
     let now = now_ns();
     let end = match params.get("end") {
@@ -283,7 +323,7 @@ fn time_range(params: &HashMap<String, String>) -> Result<TimeRange, ApiError> {
     };
     let start = match params.get("start") {
         Some(v) => parse_time("start", v, now)?,
-        None => end - 3_600_000_000_000,
+        None => end.saturating_sub(3_600_000_000_000).max(0),
     };
     if start >= end {
         return Err(ApiError::bad_param("start", "must be before end"));
@@ -396,20 +436,31 @@ async fn search(
     guarded(&st, async {
         let restrict = restriction(&st, &headers)?;
         let user = user_query(&st, &p)?;
-        let range = time_range(&p)?;
         let limit = param_usize(&p, "limit", 100, st.cfg.max_page_size)?;
         let mut order = parse_order(&p)?;
         let cursor = p.get("cursor").map(|c| decode_cursor(c)).transpose()?;
-        if let Some(c) = &cursor {
-            if c.range != (range.start_ns, range.end_ns) {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_cursor",
-                    "the cursor belongs to another time range",
-                ));
+        // A cursor pages through the range its first page had: relative times (`now-1h`, the
+        // default) would otherwise move under it. An explicit absolute range must be that one.
+        let range = match &cursor {
+            None => time_range(&p)?,
+            Some(c) => {
+                let range = TimeRange {
+                    start_ns: c.range.0,
+                    end_ns: c.range.1,
+                };
+                if let Some(asked) = absolute_range(&p)?
+                    && asked != range
+                {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_cursor",
+                        "the cursor belongs to another time range",
+                    ));
+                }
+                order = c.order;
+                range
             }
-            order = c.order;
-        }
+        };
         let expr = and(restrict, user.clone());
         let req = SearchRequest {
             expr: expr.clone(),
@@ -577,70 +628,102 @@ async fn parse(State(st): State<Arc<AppState>>, Query(p): Params) -> Json<Value>
     }))
 }
 
-/// How far back each poll of a live tail looks, so records that arrive late (a collector
-/// catching up) are still sent; ids already sent in that window are not sent again.
+/// How far back each poll of a live tail looks for records that arrived late (a collector
+/// catching up); ids already sent in that window are not sent again.
 const TAIL_LOOKBACK_NS: i64 = 30_000_000_000;
 const TAIL_POLL: Duration = Duration::from_secs(1);
+/// Records one poll reads at most (in pages of `TAIL_PAGE`): a faster stream is followed over
+/// several polls, from where the last one stopped.
+const TAIL_PAGE: usize = 1000;
+const TAIL_PAGES_PER_POLL: usize = 10;
 
 struct TailState {
     st: Arc<AppState>,
     expr: Expr,
-    /// Newest timestamp sent.
-    high: i64,
+    /// Records before this time were history when the tail started (the backlog shows them).
+    floor: i64,
+    /// The newest record sent, in the order of records: the next poll reads past it.
+    last: Option<SortKey>,
     /// Ids sent within the lookback window, oldest first.
     sent: VecDeque<(i64, String)>,
     sent_ids: HashSet<String>,
     queue: VecDeque<Value>,
     first: bool,
     backlog: usize,
+    /// Held while the stream is open.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl TailState {
+    fn search(
+        &self,
+        start_ns: i64,
+        after: Option<SortKey>,
+        order: Order,
+        limit: usize,
+    ) -> SearchRequest {
+        SearchRequest {
+            expr: self.expr.clone(),
+            range: TimeRange {
+                start_ns,
+                end_ns: i64::MAX,
+            },
+            limit,
+            order,
+            after: after.map(|key| Cursor { key, pit: None }),
+            stream: None,
+        }
+    }
+
     async fn poll(&mut self) -> Result<(), ApiError> {
-        let now = now_ns();
         if self.first {
             self.first = false;
+            let now = now_ns();
             let page = self
                 .st
                 .backend
-                .search(SearchRequest {
-                    expr: self.expr.clone(),
-                    range: TimeRange {
-                        start_ns: now - 3_600_000_000_000,
-                        end_ns: i64::MAX,
-                    },
-                    limit: self.backlog,
-                    order: Order::Desc,
-                    after: None,
-                    stream: None,
-                })
+                .search(self.search(now - 3_600_000_000_000, None, Order::Desc, self.backlog))
                 .await?;
+            self.floor = page.hits.first().map_or(now, |h| h.key.ts_ns);
             for h in page.hits.into_iter().rev() {
                 self.push(h);
             }
-            self.high = self.high.max(now - TAIL_LOOKBACK_NS);
             return Ok(());
         }
-        let page = self
-            .st
-            .backend
-            .search(SearchRequest {
-                expr: self.expr.clone(),
-                range: TimeRange {
-                    start_ns: self.high - TAIL_LOOKBACK_NS,
-                    end_ns: i64::MAX,
-                },
-                limit: 1000,
-                order: Order::Asc,
-                after: None,
-                stream: None,
-            })
-            .await?;
-        for h in page.hits {
-            self.push(h);
+        // New records, in order, past the newest sent.
+        for _ in 0..TAIL_PAGES_PER_POLL {
+            let page = self
+                .st
+                .backend
+                .search(self.search(self.floor, self.last.clone(), Order::Asc, TAIL_PAGE))
+                .await?;
+            let full = page.hits.len() == TAIL_PAGE;
+            for h in page.hits {
+                self.push(h);
+            }
+            if !full {
+                break;
+            }
         }
+        // Late arrivals: records of the lookback window that sorted before the newest sent.
+        if let Some(last) = &self.last {
+            let start = self.floor.max(last.ts_ns - TAIL_LOOKBACK_NS);
+            let page = self
+                .st
+                .backend
+                .search(self.search(start, None, Order::Asc, TAIL_PAGE))
+                .await?;
+            let last = last.clone();
+            for h in page.hits.into_iter().filter(|h| h.key <= last) {
+                self.push(h);
+            }
+        }
+        let horizon = self
+            .last
+            .as_ref()
+            .map_or(i64::MIN, |k| k.ts_ns - TAIL_LOOKBACK_NS);
         while let Some((ts, _)) = self.sent.front() {
-            if *ts >= self.high - TAIL_LOOKBACK_NS {
+            if *ts >= horizon {
                 break;
             }
             if let Some((_, id)) = self.sent.pop_front() {
@@ -660,7 +743,9 @@ impl TailState {
         if !self.sent_ids.insert(id.clone()) {
             return;
         }
-        self.high = self.high.max(h.key.ts_ns);
+        if self.last.as_ref().is_none_or(|l| h.key > *l) {
+            self.last = Some(h.key.clone());
+        }
         self.sent.push_back((h.key.ts_ns, id));
         self.queue.push_back(h.record);
     }
@@ -674,15 +759,24 @@ async fn tail(
     let restrict = restriction(&st, &headers)?;
     let user = user_query(&st, &p)?;
     let backlog = param_usize(&p, "backlog", 20, st.cfg.max_page_size)?;
+    let Ok(permit) = st.tails.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many live tails open",
+        ));
+    };
     let state = TailState {
         st: st.clone(),
         expr: and(restrict, user),
-        high: i64::MIN / 2,
+        floor: 0,
+        last: None,
         sent: VecDeque::new(),
         sent_ids: HashSet::new(),
         queue: VecDeque::new(),
         first: true,
         backlog,
+        _permit: permit,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         loop {

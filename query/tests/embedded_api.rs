@@ -184,6 +184,8 @@ const QUERIES: &[&str] = &[
     "node:node-a OR node:node-c",
     "time:2026-11-25..2026-11-25T12:00:00Z",
     "time:>=2026-11-26",
+    "time:<3000-01-01 level:error",
+    "-time:>=1600-01-01",
     "cluster:prod-eu -namespace:kube-system",
     "values",
 ];
@@ -571,7 +573,9 @@ async fn live_tail_sends_new_records_once() {
         .as_nanos() as i64;
     let mut w = Writer::new(s.index.clone(), 20_000_000, Retention::default()).unwrap();
     let mut sources = Vec::new();
-    for i in 0..5u64 {
+    // More than one page of a poll: a fast stream must not stall the tail.
+    const N: u64 = 2500;
+    for i in 0..N {
         let mut rec: Value = records()[0].clone();
         rec["@timestamp"] = nevermore_index::format_ts(now + i as i64).into();
         rec["kubernetes"]["namespace"] = "live".into();
@@ -589,7 +593,7 @@ async fn live_tail_sends_new_records_once() {
     let mut seen = Vec::new();
     let mut buf = String::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while seen.len() < 5 {
+    while seen.len() < N as usize {
         let chunk = tokio::time::timeout_at(deadline, resp.chunk())
             .await
             .expect("tail too slow")
@@ -604,6 +608,29 @@ async fn live_tail_sends_new_records_once() {
             }
         }
     }
-    let want: Vec<String> = (0..5).map(|i| format!("live{i:012}")).collect();
+    let want: Vec<String> = (0..N).map(|i| format!("live{i:012}")).collect();
     assert_eq!(seen, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_page_through_a_relative_range() {
+    let s = start(Vec::new(), 64).await;
+    let q = "level:>=warn";
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        // The same request every time, as a client sends it: a relative start, no end.
+        let mut params = vec![("q", q), ("start", "now-3650d"), ("limit", "50")];
+        if let Some(c) = &cursor {
+            params.push(("cursor", c));
+        }
+        let (status, body) = s.get("/api/v1/logs/search", &params, None).await;
+        assert_eq!(status, 200, "{body}");
+        got.extend(body["hits"].as_array().unwrap().iter().map(id));
+        match body["next"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(got, oracle(q, None));
 }

@@ -153,9 +153,8 @@ fn ids_in_order(q: &str) -> (Vec<String>, Vec<String>) {
         .map(|h| h.record["event"]["id"].as_str().unwrap().to_string())
         .collect();
     // The first page with its total, as `/search` asks for it.
-    let (first, total) = f
-        .rt
-        .block_on(f.backend.search_counted(SearchRequest {
+    let (first, total) =
+        f.rt.block_on(f.backend.search_counted(SearchRequest {
             expr: parse_strict(q, &Limits::default()).unwrap(),
             range: TimeRange {
                 start_ns: 0,

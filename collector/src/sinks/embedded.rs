@@ -22,6 +22,8 @@ pub struct EmbeddedSink {
     commit_interval: Duration,
     last_commit: Instant,
     last_retention: Instant,
+    /// A failed write rolled the writer back: batches the runner thinks are written are not.
+    lost_unflushed: bool,
 }
 
 fn err(sink: &str, e: impl std::fmt::Display) -> SinkError {
@@ -56,6 +58,7 @@ impl EmbeddedSink {
             commit_interval: cfg.commit_interval,
             last_commit: Instant::now(),
             last_retention: Instant::now(),
+            lost_unflushed: false,
         })
     }
 
@@ -142,18 +145,32 @@ impl Sink for EmbeddedSink {
             let mut doc = index_doc(ev, source);
             doc.event_id = &id;
             let name = self.name.clone();
-            // Adding queues the document for the indexing thread: cheap, never blocks on IO.
+            // Adding queues the document for the indexing threads (it waits only when their
+            // queue is full).
             let w = self
                 .writer
                 .as_mut()
                 .ok_or_else(|| err(&name, "the index writer was lost in a failed commit"))?;
-            w.add(&doc).map_err(|e| err(&name, e))?;
+            if let Err(e) = w.add(&doc) {
+                // The indexing threads are gone (e.g. a full disk): only a rollback makes a
+                // new writer, and it drops every batch written since the last commit. The
+                // next flush fails, so the runner writes all of them again.
+                self.lost_unflushed = true;
+                let _ = self.blocking(Writer::rollback).await;
+                return Err(err(&name, e));
+            }
             n += 1;
         }
         Ok(n)
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
+        if std::mem::take(&mut self.lost_unflushed) {
+            return Err(err(
+                &self.name,
+                "a rollback dropped batches written since the last commit",
+            ));
+        }
         // Commits are the costly part: space them out. Batches wait (bounded by the permits),
         // reading slows, nothing grows.
         let wait = self

@@ -536,11 +536,18 @@ fn lower_term(t: &AstTerm, f: &Fields) -> Result<(Box<dyn Query>, bool), Backend
                 .filter(|p| !p.is_empty())
                 .map(str::to_string)
                 .collect();
-            Ok((required_words(f, &pieces), false))
+            Ok((required_words(f, &pieces, true), false))
         }
-        (Field::Message, Pred::Regex { pattern, .. }) => {
-            Ok((required_words(f, &regex_literals(pattern)), false))
-        }
+        (
+            Field::Message,
+            Pred::Regex {
+                pattern,
+                case_insensitive,
+            },
+        ) => Ok((
+            required_words(f, &regex_literals(pattern), *case_insensitive),
+            false,
+        )),
         (Field::Message, _) => Ok((Box::new(AllQuery), false)),
         (Field::Time, Pred::Compare { op, value }) => {
             let v = time_value(value)?;
@@ -634,17 +641,20 @@ fn lower_term(t: &AstTerm, f: &Fields) -> Result<(Box<dyn Query>, bool), Backend
 /// a word counts only when the piece shows both of its ends (a non-alphanumeric character
 /// before and after it), since a pattern matches anywhere and the piece's first and last words
 /// may be parts of longer words in the line.
-fn required_words(f: &Fields, pieces: &[String]) -> Box<dyn Query> {
+///
+/// Matching without case folds letters by Unicode, where a few fold together but lowercase
+/// apart (`ſ` and `s`, `ς` and `σ`): such a pattern requires only ASCII words without an `s`.
+fn required_words(f: &Fields, pieces: &[String], case_insensitive: bool) -> Box<dyn Query> {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     for piece in pieces {
         for (start, end) in nevermore_lang::message_tokens(piece) {
             let bounded_before = piece[..start].chars().next_back().is_some();
             let bounded_after = piece[end..].chars().next().is_some();
-            if bounded_before && bounded_after {
-                let word: String = piece[start..end]
-                    .chars()
-                    .flat_map(char::to_lowercase)
-                    .collect();
+            let raw = &piece[start..end];
+            let folds_apart = case_insensitive
+                && (!raw.is_ascii() || raw.bytes().any(|b| b.eq_ignore_ascii_case(&b's')));
+            if bounded_before && bounded_after && !folds_apart {
+                let word: String = raw.chars().flat_map(char::to_lowercase).collect();
                 clauses.push((Occur::Must, term_q(f.message, &word)));
             }
         }
@@ -720,8 +730,12 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
+/// A `time:` value in nanoseconds, clamped to what the index holds (`time:<3000-01-01` means
+/// "everything", as the evaluator has it).
 fn time_value(v: &str) -> Result<i64, BackendError> {
-    nevermore_index::parse_ts(v).ok_or_else(|| BackendError::Index(format!("bad time {v}")))
+    nevermore_lang::parse_timestamp(v)
+        .map(|ns| ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+        .ok_or_else(|| BackendError::Index(format!("bad time {v}")))
 }
 
 /// The levels a comparison or range on `level` selects, in severity order.

@@ -122,14 +122,15 @@ impl Writer {
         if doc.seq < committed && self.committed_has(doc.event_id)? {
             return Ok(false);
         }
-        let next = self.pending.entry(doc.stream_id).or_insert(0);
-        *next = (*next).max(doc.seq + 1);
         self.writer
             .add_document(doc.to_document(self.index.fields()))
             .map_err(|source| IndexError::Tantivy {
                 path: self.index.dir().to_path_buf(),
                 source,
             })?;
+        // Only once it is in: a failed add must not count as added.
+        let next = self.pending.entry(doc.stream_id).or_insert(0);
+        *next = (*next).max(doc.seq + 1);
         self.added_since_commit += 1;
         Ok(true)
     }
@@ -155,11 +156,10 @@ impl Writer {
             .map_err(|source| IndexError::Tantivy { path, source })?;
         self.committed = self.pending.clone();
         self.added_since_commit = 0;
-        if let Some(r) = &self.reader {
-            r.reload().map_err(|source| IndexError::Tantivy {
-                path: self.index.dir().to_path_buf(),
-                source,
-            })?;
+        // The commit is done: a reader that cannot see it is made anew at the next check,
+        // never an error (the caller would write the committed records again).
+        if self.reader.as_ref().is_some_and(|r| r.reload().is_err()) {
+            self.reader = None;
         }
         Ok(())
     }
@@ -193,13 +193,14 @@ impl Writer {
             .map(|age| now_ns.saturating_sub(age));
         if let Some(max) = self.retention.max_bytes
             && stats.bytes_before > max
-            && let Some((lo, hi)) = self.time_span()?
         {
-            // Aim at 90% of the limit so one call does not leave it at the edge.
+            // Aim at 90% of the limit so one call does not leave it at the edge; at most half
+            // the records go in one call (the next call sees the space come back).
             let excess = stats.bytes_before - max * 9 / 10;
-            let fraction = excess as f64 / stats.bytes_before as f64;
-            let by_size = lo + ((hi - lo) as f64 * fraction) as i64 + 1;
-            cutoff = Some(cutoff.map_or(by_size, |c| c.max(by_size)));
+            let fraction = (excess as f64 / stats.bytes_before as f64).min(0.5);
+            if let Some(by_size) = self.cutoff_for_fraction(fraction)? {
+                cutoff = Some(cutoff.map_or(by_size, |c| c.max(by_size)));
+            }
         }
         if let Some(c) = cutoff {
             let f = self.index.fields().ts;
@@ -218,24 +219,75 @@ impl Writer {
         Ok(stats)
     }
 
-    /// Oldest and newest timestamps in the committed index.
-    fn time_span(&self) -> Result<Option<(i64, i64)>, IndexError> {
+    /// The timestamp below which about `fraction` of the live committed records lie, from
+    /// their counts (not from the span of timestamps: one record from 1970 or 2099 must not
+    /// decide). Two passes over the timestamp column: the live range, then 1024 buckets.
+    fn cutoff_for_fraction(&self, fraction: f64) -> Result<Option<i64>, IndexError> {
+        const BUCKETS: usize = 1024;
         let tv = |source| IndexError::Tantivy {
             path: self.index.dir().to_path_buf(),
             source,
         };
         let reader = self.index.index().reader().map_err(tv)?;
         let searcher = reader.searcher();
-        let mut span: Option<(i64, i64)> = None;
+        let mut columns = Vec::new();
         for seg in searcher.segment_readers() {
-            let col = seg.fast_fields().i64("ts").map_err(tv)?;
-            let (lo, hi) = (col.min_value(), col.max_value());
-            if seg.num_docs() == 0 {
-                continue;
-            }
-            span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+            columns.push((
+                seg.fast_fields().i64("ts").map_err(tv)?,
+                seg.alive_bitset(),
+                seg.max_doc(),
+            ));
         }
-        Ok(span)
+        let live = |f: &mut dyn FnMut(i64)| {
+            for (col, alive, max) in &columns {
+                for doc in 0..*max {
+                    if alive.is_none_or(|a| a.is_alive(doc))
+                        && let Some(ts) = col.first(doc)
+                    {
+                        f(ts);
+                    }
+                }
+            }
+        };
+        let (mut lo, mut hi, mut total) = (i64::MAX, i64::MIN, 0u64);
+        live(&mut |ts| {
+            lo = lo.min(ts);
+            hi = hi.max(ts);
+            total += 1;
+        });
+        if total == 0 {
+            return Ok(None);
+        }
+        let target = ((total as f64 * fraction).ceil() as u64).max(1);
+        // Narrow down: the bucket where the count crosses the target, then buckets within it,
+        // until a bucket holds few records (timestamps can cluster far from an outlier).
+        for _ in 0..8 {
+            let width = ((hi as i128 - lo as i128) / BUCKETS as i128 + 1) as i64;
+            let mut below = 0u64;
+            let mut counts = vec![0u64; BUCKETS];
+            live(&mut |ts| {
+                if ts < lo {
+                    below += 1;
+                } else if ts <= hi {
+                    let b = ((ts as i128 - lo as i128) / width as i128) as usize;
+                    counts[b.min(BUCKETS - 1)] += 1;
+                }
+            });
+            let mut seen = below;
+            let Some(i) = counts.iter().position(|n| {
+                seen += n;
+                seen >= target
+            }) else {
+                return Ok(Some(hi.saturating_add(1)));
+            };
+            let start = lo.saturating_add(width.saturating_mul(i as i64));
+            if counts[i] <= (total / 1000).max(1) || width == 1 {
+                return Ok(Some(start.saturating_add(width)));
+            }
+            lo = start;
+            hi = start.saturating_add(width - 1);
+        }
+        Ok(Some(hi.saturating_add(1)))
     }
 
     fn committed_has(&mut self, event_id: &str) -> Result<bool, IndexError> {

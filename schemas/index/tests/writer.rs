@@ -162,3 +162,34 @@ fn retention_by_size_deletes_the_oldest() {
     assert!((1000..2000).contains(&cutoff), "cutoff {cutoff}");
     assert_eq!(count(&index), 2000 - cutoff as usize);
 }
+
+/// One record from 1970 (a node before its clock synced) must not make size retention delete
+/// only that record, call after call.
+#[test]
+fn retention_by_size_is_not_fooled_by_an_outlier() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = LogIndex::open(dir.path()).unwrap();
+    let mut w = writer(&index);
+    let msg = "x".repeat(2000);
+    let base = 1_795_687_200_000_000_000_i64;
+    for i in 0..2001u64 {
+        let id = format!("{i}");
+        let ts = if i == 0 { 0 } else { base + i as i64 };
+        let mut d = doc(1, i, ts, &id);
+        d.message = &msg;
+        w.add(&d).unwrap();
+    }
+    w.commit().unwrap();
+    drop(w);
+    let size = index.disk_bytes().unwrap();
+    let retention = Retention {
+        max_age_ns: None,
+        max_bytes: Some(size * 2 / 3),
+    };
+    let mut w = Writer::new(index.clone(), 20_000_000, retention).unwrap();
+    let cutoff = w.enforce_retention(0).unwrap().cutoff_ns.unwrap();
+    w.commit().unwrap();
+    assert!(cutoff > base, "cutoff {cutoff} deletes only the outlier");
+    let left = count(&index);
+    assert!((900..1700).contains(&left), "{left} records left");
+}
