@@ -193,8 +193,12 @@ impl Inner {
             after: None,
             post: plan.post.clone(),
         });
-        if plan.post.is_none() {
-            // Exact: the count needs no record read, and the page only the newest segments.
+        let q = &*plan.query;
+        if plan.post.is_none()
+            && (q.is::<AllQuery>() || q.is::<TermQuery>() || q.is::<TermSetQuery>())
+        {
+            // Counted from the index's statistics (no record read), and the page read from
+            // the newest segments only. Other queries count as they collect, in one pass.
             let total = count(&searcher, &*plan.query).map_err(index_err)?;
             let top = top_by_segment(&searcher, &*plan.query, &collector.0).map_err(index_err)?;
             return Ok((self.page(&searcher, top, req.limit)?, total));
