@@ -149,6 +149,13 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut collector = loaded.collector;
     let mut serve_cfg = nevermore_query::config::load_str(&text, &file)?;
     let index_dir = ensure_embedded_sink(&mut collector);
+    if let LogsConfig::Elasticsearch { .. } = serve_cfg.logs {
+        eprintln!(
+            "nevermore up: serve.logs names Elasticsearch; `up` searches its own embedded index \
+             ({}); use `nevermore serve` for Elasticsearch",
+            index_dir.display()
+        );
+    }
     serve_cfg.logs = LogsConfig::Embedded {
         path: index_dir.clone(),
     };
@@ -290,7 +297,8 @@ fn init_tracing(log: &LogArgs) -> anyhow::Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match log.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
