@@ -65,43 +65,63 @@ impl EmbeddedBackend {
         self.inner.reader.reload().map_err(index_err)
     }
 
+    /// Runs a search on the blocking pool. When the caller stops waiting (a request deadline),
+    /// the search is told to stop: its post-filter, the one costly part, then rejects the rest.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner) -> Result<T, BackendError> + Send + 'static,
+        f: impl FnOnce(&Inner, &Cancel) -> Result<T, BackendError> + Send + 'static,
     ) -> Result<T, BackendError> {
+        struct CancelOnDrop(Cancel);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
+        let cancel = Cancel::default();
+        let _guard = CancelOnDrop(cancel.clone());
+        tokio::task::spawn_blocking(move || f(&inner, &cancel))
             .await
             .map_err(index_err)?
     }
 
     pub async fn search(&self, req: SearchRequest) -> Result<Page, BackendError> {
-        self.blocking(move |i| i.search(&req)).await
+        self.blocking(move |i, c| i.search(&req, c)).await
     }
 
     pub async fn histogram(&self, req: HistogramRequest) -> Result<Vec<Bucket>, BackendError> {
-        self.blocking(move |i| i.histogram(&req)).await
+        self.blocking(move |i, c| i.histogram(&req, c)).await
     }
 
     pub async fn search_counted(&self, req: SearchRequest) -> Result<(Page, u64), BackendError> {
-        self.blocking(move |i| i.search_counted(&req)).await
+        self.blocking(move |i, c| i.search_counted(&req, c)).await
     }
 
     pub async fn values(&self, req: ValuesRequest) -> Result<Vec<ValueCount>, BackendError> {
-        self.blocking(move |i| i.values(&req)).await
+        self.blocking(move |i, c| i.values(&req, c)).await
     }
 
     pub async fn get(&self, event_id: &str, restrict: &Expr) -> Result<Option<Hit>, BackendError> {
         let (id, restrict) = (event_id.to_string(), restrict.clone());
-        self.blocking(move |i| i.get(&id, &restrict)).await
+        self.blocking(move |i, c| i.get(&id, &restrict, c)).await
     }
+}
+
+/// Set when the caller stopped waiting for a search.
+type Cancel = Arc<std::sync::atomic::AtomicBool>;
+
+/// The evaluator of an inexact plan, and the search's cancel flag.
+#[derive(Debug)]
+struct Check {
+    matcher: Matcher,
+    cancel: Cancel,
 }
 
 /// A lowered query: the tantivy query plus, when it is only a superset, the evaluator that
 /// decides per record.
 struct Plan {
     query: Box<dyn Query>,
-    post: Option<Arc<Matcher>>,
+    post: Option<Arc<Check>>,
 }
 
 impl Inner {
@@ -111,6 +131,7 @@ impl Inner {
         expr: &Expr,
         range: Option<TimeRange>,
         stream: Option<&str>,
+        cancel: &Cancel,
     ) -> Result<Plan, BackendError> {
         let f = self.index.fields();
         let (q, exact) = lower(expr, f)?;
@@ -140,7 +161,10 @@ impl Inner {
         let post = if exact {
             None
         } else {
-            Some(Arc::new(Matcher::new(expr).map_err(index_err)?))
+            Some(Arc::new(Check {
+                matcher: Matcher::new(expr).map_err(index_err)?,
+                cancel: cancel.clone(),
+            }))
         };
         let query: Box<dyn Query> = match clauses.len() {
             0 => Box::new(AllQuery),
@@ -152,7 +176,7 @@ impl Inner {
         Ok(Plan { query, post })
     }
 
-    fn search(&self, req: &SearchRequest) -> Result<Page, BackendError> {
+    fn search(&self, req: &SearchRequest, cancel: &Cancel) -> Result<Page, BackendError> {
         let mut range = req.range;
         // Past the cursor only: the timestamp bound lets the range query skip what came before.
         if let Some(c) = &req.after {
@@ -162,7 +186,13 @@ impl Inner {
             }
         }
         let searcher = self.reader.searcher();
-        let plan = self.plan(&searcher, &req.expr, Some(range), req.stream.as_deref())?;
+        let plan = self.plan(
+            &searcher,
+            &req.expr,
+            Some(range),
+            req.stream.as_deref(),
+            cancel,
+        )?;
         let collector = TopKeys {
             limit: req.limit,
             order: req.order,
@@ -184,9 +214,19 @@ impl Inner {
     }
 
     /// One pass: every matching record is counted, and the page is kept on the way.
-    fn search_counted(&self, req: &SearchRequest) -> Result<(Page, u64), BackendError> {
+    fn search_counted(
+        &self,
+        req: &SearchRequest,
+        cancel: &Cancel,
+    ) -> Result<(Page, u64), BackendError> {
         let searcher = self.reader.searcher();
-        let plan = self.plan(&searcher, &req.expr, Some(req.range), req.stream.as_deref())?;
+        let plan = self.plan(
+            &searcher,
+            &req.expr,
+            Some(req.range),
+            req.stream.as_deref(),
+            cancel,
+        )?;
         let collector = Counted(TopKeys {
             limit: req.limit,
             order: req.order,
@@ -248,7 +288,11 @@ impl Inner {
         })
     }
 
-    fn histogram(&self, req: &HistogramRequest) -> Result<Vec<Bucket>, BackendError> {
+    fn histogram(
+        &self,
+        req: &HistogramRequest,
+        cancel: &Cancel,
+    ) -> Result<Vec<Bucket>, BackendError> {
         let interval = req.interval_ns.max(1);
         let first = req.range.start_ns.div_euclid(interval) * interval;
         let n = if req.range.end_ns <= req.range.start_ns {
@@ -262,7 +306,7 @@ impl Inner {
             )));
         }
         let searcher = self.reader.searcher();
-        let plan = self.plan(&searcher, &req.expr, Some(req.range), None)?;
+        let plan = self.plan(&searcher, &req.expr, Some(req.range), None, cancel)?;
         let collector = LevelHistogram {
             first,
             interval,
@@ -287,7 +331,11 @@ impl Inner {
             .collect())
     }
 
-    fn values(&self, req: &ValuesRequest) -> Result<Vec<ValueCount>, BackendError> {
+    fn values(
+        &self,
+        req: &ValuesRequest,
+        cancel: &Cancel,
+    ) -> Result<Vec<ValueCount>, BackendError> {
         let (column, strip) = match &req.field {
             Field::Namespace => ("namespace", String::new()),
             Field::Pod => ("pod", String::new()),
@@ -305,7 +353,7 @@ impl Inner {
             }
         };
         let searcher = self.reader.searcher();
-        let plan = self.plan(&searcher, &req.expr, Some(req.range), None)?;
+        let plan = self.plan(&searcher, &req.expr, Some(req.range), None, cancel)?;
         let collector = ValueCounts {
             column,
             post: plan.post.clone(),
@@ -328,10 +376,15 @@ impl Inner {
         Ok(out)
     }
 
-    fn get(&self, event_id: &str, restrict: &Expr) -> Result<Option<Hit>, BackendError> {
+    fn get(
+        &self,
+        event_id: &str,
+        restrict: &Expr,
+        cancel: &Cancel,
+    ) -> Result<Option<Hit>, BackendError> {
         let f = self.index.fields();
         let searcher = self.reader.searcher();
-        let plan = self.plan(&searcher, restrict, None, None)?;
+        let plan = self.plan(&searcher, restrict, None, None, cancel)?;
         let by_id = TermQuery::new(
             tantivy::Term::from_field_text(f.id, event_id),
             IndexRecordOption::Basic,
@@ -814,26 +867,29 @@ impl From<KeyNum> for SortKey {
 
 /// Checks candidates of an inexact plan against the stored record.
 struct PostFilter {
-    matcher: Arc<Matcher>,
+    check: Arc<Check>,
     store: StoreReader,
     source: tantivy::schema::Field,
 }
 
 impl PostFilter {
     fn new(
-        matcher: &Option<Arc<Matcher>>,
+        matcher: &Option<Arc<Check>>,
         seg: &SegmentReader,
     ) -> tantivy::Result<Option<PostFilter>> {
         let Some(m) = matcher else { return Ok(None) };
         let source = seg.schema().get_field("source")?;
         Ok(Some(PostFilter {
-            matcher: m.clone(),
+            check: m.clone(),
             store: seg.get_store_reader(64)?,
             source,
         }))
     }
 
     fn keep(&self, doc: DocId) -> bool {
+        if self.check.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
         let Ok(d) = self.store.get::<TantivyDocument>(doc) else {
             return false;
         };
@@ -843,7 +899,7 @@ impl PostFilter {
         let Some(doc) = LiteDoc::parse(bytes) else {
             return false;
         };
-        self.matcher.matches(&doc)
+        self.check.matcher.matches(&doc)
     }
 }
 
@@ -856,7 +912,7 @@ struct TopKeys {
     limit: usize,
     order: Order,
     after: Option<KeyNum>,
-    post: Option<Arc<Matcher>>,
+    post: Option<Arc<Check>>,
 }
 
 /// A record kept by timestamp alone, ordered so that the heap's top is the one to evict (the
@@ -1129,7 +1185,7 @@ struct LevelHistogram {
     first: i64,
     interval: i64,
     n: usize,
-    post: Option<Arc<Matcher>>,
+    post: Option<Arc<Check>>,
 }
 
 struct LevelHistogramSegment {
@@ -1235,7 +1291,7 @@ impl SegmentCollector for LevelHistogramSegment {
 /// Counts of each value of a keyword fast field among the matching records.
 struct ValueCounts {
     column: &'static str,
-    post: Option<Arc<Matcher>>,
+    post: Option<Arc<Check>>,
 }
 
 enum ValueColumn {
@@ -1328,5 +1384,64 @@ impl SegmentCollector for ValueCountsSegment {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use nevermore_index::{IndexDoc, Retention, Writer};
+
+    /// A search whose caller gave up reads no more records: the post-filter rejects them.
+    #[test]
+    fn a_cancelled_search_stops_reading_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = LogIndex::open(dir.path()).unwrap();
+        let mut w = Writer::new(index.clone(), 20_000_000, Retention::default()).unwrap();
+        for i in 0..100u64 {
+            let id = format!("{i}");
+            w.add(&IndexDoc {
+                ts_ns: i as i64,
+                stream_id: 1,
+                seq: i,
+                event_id: &id,
+                message: "timeout after 5s",
+                level: None,
+                stream: None,
+                namespace: None,
+                pod: None,
+                container: None,
+                workload: None,
+                node: "n",
+                cluster: "c",
+                dataset: "d",
+                labels: Vec::new(),
+                source: br#"{"@timestamp":"1970-01-01T00:00:00Z","message":"timeout after 5s"}"#,
+            })
+            .unwrap();
+        }
+        w.commit().unwrap();
+        let backend = EmbeddedBackend::new(index).unwrap();
+        let expr =
+            nevermore_lang::parse_strict("/after [0-9]s/", &nevermore_lang::Limits::default())
+                .unwrap();
+        let req = SearchRequest {
+            expr,
+            range: TimeRange {
+                start_ns: 0,
+                end_ns: 1000,
+            },
+            limit: 10,
+            order: Order::Desc,
+            after: None,
+            stream: None,
+        };
+        let live = Cancel::default();
+        let (page, n) = backend.inner.search_counted(&req, &live).unwrap();
+        assert_eq!((page.hits.len(), n), (10, 100));
+        let gone = Cancel::new(std::sync::atomic::AtomicBool::new(true));
+        let (page, n) = backend.inner.search_counted(&req, &gone).unwrap();
+        assert_eq!((page.hits.len(), n), (0, 0));
     }
 }
