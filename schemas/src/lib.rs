@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod record;
+pub mod time;
 
 /// The Elasticsearch 8 composable index template of `logs-nevermore*` (the LogRecord mapping);
 /// `PUT _index_template/<name>` with this body.

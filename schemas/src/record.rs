@@ -32,6 +32,15 @@ pub enum StdStream {
     Stderr,
 }
 
+impl StdStream {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StdStream::Stdout => "stdout",
+            StdStream::Stderr => "stderr",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Log {

@@ -13,7 +13,8 @@ pub mod docker;
 mod flags;
 pub mod level;
 pub mod merge;
-pub mod time;
+/// The record's timestamp format (it lives with the record, in `nevermore-schemas`).
+pub use nevermore_schemas::time;
 
 pub use flags::Flags;
 pub use merge::{LineFormat, MergeStats, Merger, MergerConfig, MultilineConfig, RawLine, Record};

@@ -90,7 +90,6 @@ impl EmbeddedSink {
 }
 
 fn index_doc<'a>(ev: &'a Event, source: &'a [u8]) -> IndexDoc<'a> {
-    let k = ev.stream.kubernetes.as_ref();
     IndexDoc {
         ts_ns: ev.timestamp_ns,
         stream_id: ev.stream.stream_id(),
@@ -98,27 +97,18 @@ fn index_doc<'a>(ev: &'a Event, source: &'a [u8]) -> IndexDoc<'a> {
         event_id: "",
         message: &ev.message,
         level: ev.level.map(|l| l.as_str()),
-        stream: ev.std.map(|s| match s {
-            nevermore_schemas::record::StdStream::Stdout => "stdout",
-            nevermore_schemas::record::StdStream::Stderr => "stderr",
-        }),
-        namespace: k.map(|k| k.namespace.as_str()),
-        pod: k.map(|k| k.pod.name.as_str()),
-        container: k.map(|k| k.container.name.as_str()),
-        workload: k.and_then(|k| k.workload.as_ref()).map(|w| w.name.as_str()),
+        stream: ev.std.map(|s| s.as_str()),
+        namespace: None,
+        pod: None,
+        container: None,
+        workload: None,
         node: &ev.stream.node,
         cluster: &ev.stream.cluster,
         dataset: &ev.stream.dataset,
-        labels: k
-            .map(|k| {
-                k.labels
-                    .iter()
-                    .map(|(a, b)| (a.as_str(), b.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        labels: Vec::new(),
         source,
     }
+    .with_kubernetes(ev.stream.kubernetes.as_ref())
 }
 
 impl Sink for EmbeddedSink {

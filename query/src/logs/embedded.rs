@@ -502,23 +502,19 @@ fn ts_range(f: &Fields, lo: Bound<i64>, hi: Bound<i64>) -> Box<dyn Query> {
 fn lower(expr: &Expr, f: &Fields) -> Result<(Box<dyn Query>, bool), BackendError> {
     Ok(match expr {
         Expr::All => (Box::new(AllQuery), true),
-        Expr::And { args } => {
+        // A conjunction or disjunction of supersets is a superset: exact only if every part is.
+        Expr::And { args } | Expr::Or { args } => {
+            let occur = if matches!(expr, Expr::And { .. }) {
+                Occur::Must
+            } else {
+                Occur::Should
+            };
             let mut exact = true;
             let mut clauses = Vec::with_capacity(args.len());
             for a in args {
                 let (q, e) = lower(a, f)?;
                 exact &= e;
-                clauses.push((Occur::Must, q));
-            }
-            (Box::new(BooleanQuery::new(clauses)), exact)
-        }
-        Expr::Or { args } => {
-            let mut exact = true;
-            let mut clauses = Vec::with_capacity(args.len());
-            for a in args {
-                let (q, e) = lower(a, f)?;
-                exact &= e;
-                clauses.push((Occur::Should, q));
+                clauses.push((occur, q));
             }
             (Box::new(BooleanQuery::new(clauses)), exact)
         }
