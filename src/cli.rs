@@ -31,12 +31,15 @@ pub enum Command {
     )]
     CheckConfig(CheckConfigArgs),
 
-    /// Relay records from Kafka to Elasticsearch or the embedded index (not yet available)
+    /// Relay records from Kafka to Elasticsearch or the embedded index
     #[command(
-        long_about = "Consume the Kafka topics the collectors write and bulk-write the \
-        records to Elasticsearch or the embedded index. Not yet available in this build."
+        long_about = "Consume the Kafka topics the collectors write, in a consumer group, \
+        and write the records to the sinks the `relay` section names (Elasticsearch, the \
+        embedded index, a file). Offsets are committed only after every sink acknowledged, so \
+        nothing is lost across crashes and rebalances; Elasticsearch `_id`s and the index's \
+        per-stream sequence turn replays into no duplicate. Runs until SIGTERM or SIGINT."
     )]
-    Relay(FutureArgs),
+    Relay(CollectArgs),
 
     /// Serve log search over HTTP (metrics and dashboards are planned)
     #[command(
@@ -66,20 +69,6 @@ pub enum Command {
     Search(SearchArgs),
 }
 
-impl Command {
-    /// The subcommand's name as typed on the command line.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Collect(_) => "collect",
-            Command::CheckConfig(_) => "check-config",
-            Command::Relay(_) => "relay",
-            Command::Serve(_) => "serve",
-            Command::Up(_) => "up",
-            Command::Search(_) => "search",
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct CollectArgs {
     /// Path of the YAML config file
@@ -95,14 +84,6 @@ pub struct CheckConfigArgs {
     /// Path of the YAML config file to check
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-}
-
-/// Options of the subcommands that are not yet available.
-#[derive(Debug, Args)]
-pub struct FutureArgs {
-    /// Path of the YAML config file
-    #[arg(short, long, env = "NEVERMORE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

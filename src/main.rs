@@ -25,19 +25,19 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig(args) => check_config(&args),
+        Command::Relay(args) => match relay(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("nevermore relay: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => report("serve", serve(args)),
         Command::Up(args) => report("up", up(args)),
         Command::Search(args) => report(
             "search",
             runtime().and_then(|rt| rt.block_on(search::run(args))),
         ),
-        other => {
-            eprintln!(
-                "nevermore {}: not yet available in this build",
-                other.name()
-            );
-            ExitCode::from(2)
-        }
     }
 }
 
@@ -264,6 +264,35 @@ fn check_config(args: &CheckConfigArgs) -> ExitCode {
 }
 
 fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
+    run_with_config(&args, "collector failed", |cfg, shutdown| async move {
+        nevermore_collector::run(cfg, shutdown)
+            .await
+            .map_err(anyhow::Error::from)
+    })
+}
+
+fn relay(args: CollectArgs) -> anyhow::Result<ExitCode> {
+    run_with_config(&args, "relay failed", |cfg, shutdown| async move {
+        nevermore_collector::relay::run(cfg, shutdown)
+            .await
+            .map_err(anyhow::Error::from)
+    })
+}
+
+/// Loads the config (printing every problem and exiting 1 when it has errors), starts logging
+/// and runs `job` until SIGTERM or SIGINT.
+fn run_with_config<F, Fut>(
+    args: &CollectArgs,
+    failed: &'static str,
+    job: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(
+        CollectorConfig,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let loaded = match nevermore_collector::config::load(&args.config) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -275,16 +304,9 @@ fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("nevermore")
-        .build()
-        .context("cannot start the tokio runtime")?;
-    runtime.block_on(async {
-        let shutdown = shutdown_signal()?;
-        nevermore_collector::run(loaded.collector, shutdown)
-            .await
-            .context("collector failed")
+    runtime()?.block_on(async {
+        let shutdown = Box::pin(shutdown_signal()?);
+        job(loaded.collector, shutdown).await.context(failed)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -72,12 +72,24 @@ fn collect_with_bad_config_exits_1() {
 }
 
 #[test]
-fn relay_is_not_yet_available() {
-    let o = nevermore(&["relay"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stderr).trim(),
-        "nevermore relay: not yet available in this build"
+fn relay_without_a_relay_section_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: {}\ntelemetry: {{listen: off}}\nsinks: {{f: {{type: file, path: {}}}}}\n",
+            dir.path().display(),
+            dir.path().join("out.ndjson").display()
+        ),
+    )
+    .unwrap();
+    let o = nevermore(&["relay", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the config file has no `relay` section"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }
 

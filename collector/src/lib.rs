@@ -5,10 +5,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod discover;
+pub mod es;
 pub mod event;
 pub mod fingerprint;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
+pub mod relay;
 pub mod run;
 pub mod sinks;
 pub mod tail;

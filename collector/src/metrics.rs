@@ -55,6 +55,14 @@ pub struct Metrics {
     pub checkpoint_writes: Counter,
     pub checkpoint_errors: Counter,
     pub sink_flush_seconds: Family<SinkLabels, Histogram, fn() -> Histogram>,
+    pub sink_bytes_sent: Family<SinkLabels, Counter>,
+    pub sink_retried: Family<SinkLabels, Counter>,
+    pub sink_dead_lettered: Family<SinkLabels, Counter>,
+    pub sink_duplicates: Family<SinkLabels, Counter>,
+    pub sink_truncated: Family<SinkLabels, Counter>,
+    pub sink_dropped: Family<SinkLabels, Counter>,
+    pub sink_request_seconds: Family<SinkLabels, Histogram, fn() -> Histogram>,
+    pub sink_queue_depth: Family<SinkLabels, Gauge>,
 }
 
 fn flush_buckets() -> Histogram {
@@ -91,6 +99,14 @@ impl Metrics {
             checkpoint_writes: Default::default(),
             checkpoint_errors: Default::default(),
             sink_flush_seconds: Family::new_with_constructor(flush_buckets),
+            sink_bytes_sent: Default::default(),
+            sink_retried: Default::default(),
+            sink_dead_lettered: Default::default(),
+            sink_duplicates: Default::default(),
+            sink_truncated: Default::default(),
+            sink_dropped: Default::default(),
+            sink_request_seconds: Family::new_with_constructor(flush_buckets),
+            sink_queue_depth: Default::default(),
         }
     }
 
@@ -183,6 +199,46 @@ impl Metrics {
             self.sink_flush_seconds.clone(),
         );
         r.register(
+            "sink_bytes_sent",
+            "Payload bytes a sink sent to its destination",
+            self.sink_bytes_sent.clone(),
+        );
+        r.register(
+            "sink_retried",
+            "Records or requests a sink sent again after a retryable failure",
+            self.sink_retried.clone(),
+        );
+        r.register(
+            "sink_dead_lettered",
+            "Records a sink sent to its dead-letter destination",
+            self.sink_dead_lettered.clone(),
+        );
+        r.register(
+            "sink_duplicates",
+            "Records the destination already held (replays, answered 409 by Elasticsearch)",
+            self.sink_duplicates.clone(),
+        );
+        r.register(
+            "sink_truncated",
+            "Records cut to fit the destination's size limit",
+            self.sink_truncated.clone(),
+        );
+        r.register(
+            "sink_dropped",
+            "Records a sink gave up for good (its dead-letter destination refused them too), each logged",
+            self.sink_dropped.clone(),
+        );
+        r.register(
+            "sink_request_seconds",
+            "Duration of a sink's requests (a bulk request; a wait for Kafka delivery reports)",
+            self.sink_request_seconds.clone(),
+        );
+        r.register(
+            "sink_queue_depth",
+            "Messages queued in a sink's client and not yet delivered (the Kafka producer queue)",
+            self.sink_queue_depth.clone(),
+        );
+        r.register(
             "batches_in_flight",
             "Batches sent and not yet acknowledged",
             self.batches_in_flight.clone(),
@@ -197,6 +253,29 @@ impl Metrics {
             "Checkpoint writes that failed",
             self.checkpoint_errors.clone(),
         );
+    }
+
+    /// Adds what a sink counted to its metrics.
+    pub fn sink_stats(&self, sink: &SinkLabels, s: &crate::sinks::SinkStats) {
+        self.sink_bytes_sent
+            .get_or_create(sink)
+            .inc_by(s.bytes_sent);
+        self.sink_retried.get_or_create(sink).inc_by(s.retried);
+        self.sink_dead_lettered
+            .get_or_create(sink)
+            .inc_by(s.dead_lettered);
+        self.sink_duplicates
+            .get_or_create(sink)
+            .inc_by(s.duplicates);
+        self.sink_truncated.get_or_create(sink).inc_by(s.truncated);
+        self.sink_dropped.get_or_create(sink).inc_by(s.dropped);
+        let h = self.sink_request_seconds.get_or_create(sink);
+        for secs in &s.request_seconds {
+            h.observe(*secs);
+        }
+        self.sink_queue_depth
+            .get_or_create(sink)
+            .set(i64::try_from(s.queue_depth).unwrap_or(i64::MAX));
     }
 
     pub fn lost(&self, reason: &str, bytes: u64) {

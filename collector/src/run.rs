@@ -14,7 +14,10 @@ use crate::checkpoint;
 use crate::config::{CollectorConfig, SinkKind, SourceKind};
 use crate::event::{Batch, Mark};
 use crate::metrics::{Metrics, SinkLabels};
-use crate::sinks::{Sink, embedded::EmbeddedSink, file::FileSink};
+use crate::sinks::{
+    Sink, elasticsearch::ElasticsearchSink, embedded::EmbeddedSink, file::FileSink,
+    kafka::KafkaSink,
+};
 use crate::tail::{BatchOut, SourceRuntime, Tailer, TailerParams, Wake};
 use nevermore_parse::{MergerConfig, MultilineConfig};
 use nevermore_schemas::Checkpoint;
@@ -56,6 +59,13 @@ pub enum RunError {
     Sink(crate::sinks::SinkError),
 }
 
+/// A sink opened before anything is read (so that a bad destination fails the start).
+enum Opened {
+    Embedded(EmbeddedSink),
+    Kafka(KafkaSink),
+    Elasticsearch(ElasticsearchSink),
+}
+
 /// Where the embedded index lives when its sink names no path.
 pub fn default_index_dir(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("index")
@@ -83,9 +93,9 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
 
     let sources = build_sources(&cfg)?;
     // Sinks that can fail to open do so before anything is read.
-    let mut embedded: Vec<Option<EmbeddedSink>> = Vec::with_capacity(cfg.sinks.len());
+    let mut opened: Vec<Option<Opened>> = Vec::with_capacity(cfg.sinks.len());
     for sc in &cfg.sinks {
-        embedded.push(match &sc.kind {
+        opened.push(match &sc.kind {
             SinkKind::Embedded(ec) => {
                 let dir = ec
                     .path
@@ -93,9 +103,15 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
                     .unwrap_or_else(|| default_index_dir(&cfg.data_dir));
                 let sink = EmbeddedSink::open(sc.id.clone(), &dir, ec).map_err(RunError::Sink)?;
                 tracing::info!(sink = %sc.id, dir = %dir.display(), "embedded index open");
-                Some(sink)
+                Some(Opened::Embedded(sink))
             }
-            _ => None,
+            SinkKind::Kafka(kc) => Some(Opened::Kafka(
+                KafkaSink::new(sc.id.clone(), kc).map_err(RunError::Sink)?,
+            )),
+            SinkKind::Elasticsearch(ec) => Some(Opened::Elasticsearch(
+                ElasticsearchSink::new(sc.id.clone(), ec).map_err(RunError::Sink)?,
+            )),
+            SinkKind::File { .. } | SinkKind::Stdout => None,
         });
     }
     let loaded = checkpoint::load(&cfg.data_dir);
@@ -122,6 +138,7 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
     let (batch_tx, batch_rx) = mpsc::channel::<(Batch, OwnedSemaphorePermit)>(1);
     let tailer = Tailer::new(params, metrics.clone(), stop.clone(), wake_rx);
     let mut out = TailerOut {
+        permit: None,
         tx: batch_tx,
         permits: permits.clone(),
         handle: tokio::runtime::Handle::current(),
@@ -162,8 +179,17 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
                 acks,
                 m,
             )),
-            SinkKind::Embedded(_) => match embedded[i].take() {
-                Some(sink) => tokio::spawn(sink_task(sink, i, accepts, rx, acks, m)),
+            SinkKind::Embedded(_) | SinkKind::Kafka(_) | SinkKind::Elasticsearch(_) => match opened
+                [i]
+                .take()
+            {
+                Some(Opened::Embedded(sink)) => {
+                    tokio::spawn(sink_task(sink, i, accepts, rx, acks, m))
+                }
+                Some(Opened::Kafka(sink)) => tokio::spawn(sink_task(sink, i, accepts, rx, acks, m)),
+                Some(Opened::Elasticsearch(sink)) => {
+                    tokio::spawn(sink_task(sink, i, accepts, rx, acks, m))
+                }
                 None => continue,
             },
         };
@@ -211,6 +237,8 @@ pub async fn run(cfg: CollectorConfig, shutdown: impl Future<Output = ()>) -> Re
 }
 
 struct TailerOut {
+    /// Taken by `wait_ready`, used by the next `send`.
+    permit: Option<OwnedSemaphorePermit>,
     tx: mpsc::Sender<(Batch, OwnedSemaphorePermit)>,
     permits: Arc<Semaphore>,
     handle: tokio::runtime::Handle,
@@ -218,10 +246,30 @@ struct TailerOut {
 
 impl BatchOut for TailerOut {
     fn send(&mut self, batch: Batch) -> bool {
-        let Ok(permit) = self.handle.block_on(self.permits.clone().acquire_owned()) else {
-            return false;
+        let permit = match self.permit.take() {
+            Some(p) => p,
+            None => match self.handle.block_on(self.permits.clone().acquire_owned()) {
+                Ok(p) => p,
+                Err(_) => return false,
+            },
         };
         self.tx.blocking_send((batch, permit)).is_ok()
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        if self.permit.is_none() {
+            let acquire = self.permits.clone().acquire_owned();
+            // A closed semaphore: `send` reports it.
+            self.permit = match self
+                .handle
+                .block_on(async { tokio::time::timeout(timeout, acquire).await })
+            {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(_)) => return true,
+                Err(_) => None,
+            };
+        }
+        self.permit.is_some()
     }
 }
 
@@ -340,6 +388,8 @@ struct SinkRunner<S> {
     acked: prometheus_client::metrics::counter::Counter,
     errors: prometheus_client::metrics::counter::Counter,
     flush_seconds: prometheus_client::metrics::histogram::Histogram,
+    metrics: Arc<Metrics>,
+    labels: SinkLabels,
 }
 
 async fn sink_task<S: Sink>(
@@ -363,6 +413,8 @@ async fn sink_task<S: Sink>(
         accepts,
         acks,
         pending: Vec::new(),
+        metrics,
+        labels,
     };
     loop {
         let next = if r.pending.is_empty() {
@@ -442,6 +494,8 @@ impl<S: Sink> SinkRunner<S> {
                 }
             }
         }
+        self.metrics
+            .sink_stats(&self.labels, &self.sink.take_stats());
         let done: Vec<(u64, usize)> = self.pending.drain(..).map(|(b, n)| (b.id, n)).collect();
         // Our references are gone before the acknowledgement, so the finalizer can recycle.
         for (id, n) in done {

@@ -50,6 +50,9 @@ const IDLE_POLL: Duration = Duration::from_millis(1000);
 /// no newer segment exists yet.
 const ROTATED_GRACE: Duration = Duration::from_millis(500);
 
+/// How often one stream may be named in the rotation-risk warning.
+const ROTATION_RISK_WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// One source as the tailer runs it.
 #[derive(Debug)]
 pub struct SourceRuntime {
@@ -79,6 +82,11 @@ pub struct TailerParams {
 pub trait BatchOut {
     /// Sends a batch; returns false when the receiver is gone.
     fn send(&mut self, batch: Batch) -> bool;
+    /// Waits up to `timeout` until `send` can go without blocking (backpressure); false when
+    /// it still cannot.
+    fn wait_ready(&mut self, _timeout: Duration) -> bool {
+        true
+    }
 }
 
 /// Wake-ups from inotify: paths that changed, or "look at everything".
@@ -189,6 +197,8 @@ struct Stream {
     idle: bool,
     next_poll: Instant,
     last_acked_ts_ns: i64,
+    /// When this stream was last named in a rotation-risk warning.
+    risk_warned: Option<Instant>,
     /// The checkpoint of this stream, until its resume segment is found (a scan can race with
     /// kubelet's gzip: the plain file is gone and the .gz not listed yet).
     pending_cp: Option<(StreamCheckpoint, Instant)>,
@@ -589,6 +599,7 @@ impl Tailer {
             idle: false,
             next_poll: Instant::now(),
             last_acked_ts_ns: 0,
+            risk_warned: None,
             pending_cp: None,
             listed_twice: false,
             metrics,
@@ -1338,6 +1349,16 @@ impl Tailer {
             });
         batch.id = self.next_batch_id;
         self.next_batch_id += 1;
+        // While the sinks hold every permit, reading stops; the scans go on, so the lag
+        // metrics and the rotation-risk warning see what piles up on disk.
+        while !out.wait_ready(self.params.pipeline.scan_interval)
+            && !self.stop.load(Ordering::Relaxed)
+        {
+            self.full_scan();
+            for idx in 0..self.streams.len() {
+                self.update_lag(idx);
+            }
+        }
         out.send(batch)
     }
 
@@ -1372,6 +1393,22 @@ impl Tailer {
         if lag > 0 && s.last_acked_ts_ns > 0 {
             let age = (now_ns() - s.last_acked_ts_ns).max(0) as f64 / 1e9;
             s.metrics.lag_seconds.set(age);
+        }
+        // kubelet keeps `containerLogMaxFiles` segments of `containerLogMaxSize`: a stream this
+        // far behind (a slow or absent sink) can lose its oldest unread segment.
+        let risk = self.params.pipeline.rotation_risk_bytes;
+        let s = &mut self.streams[idx];
+        if lag > risk
+            && s.risk_warned
+                .is_none_or(|t| t.elapsed() >= ROTATION_RISK_WARN_EVERY)
+        {
+            s.risk_warned = Some(Instant::now());
+            tracing::warn!(
+                stream = %s.key.as_text(),
+                lag_bytes = lag,
+                risk_bytes = risk,
+                "stream is so far behind that kubelet may delete unread segments (a sink is slow or down)"
+            );
         }
     }
 }

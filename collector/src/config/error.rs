@@ -73,14 +73,6 @@ pub enum ConfigError {
         expected: String,
     },
 
-    #[error("{path}: sink type `{sink_type}` is not yet available in this build")]
-    SinkNotAvailable {
-        path: String,
-        line: u32,
-        column: u32,
-        sink_type: String,
-    },
-
     #[error("{path}: directory `{dir}` does not exist")]
     MissingDirectory {
         path: String,
@@ -110,7 +102,6 @@ impl ConfigError {
             | ConfigError::InvalidType { path, .. }
             | ConfigError::InvalidValue { path, .. }
             | ConfigError::UnknownInput { path, .. }
-            | ConfigError::SinkNotAvailable { path, .. }
             | ConfigError::MissingDirectory { path, .. } => path,
         }
     }
@@ -126,7 +117,6 @@ impl ConfigError {
             | ConfigError::InvalidType { line, column, .. }
             | ConfigError::InvalidValue { line, column, .. }
             | ConfigError::UnknownInput { line, column, .. }
-            | ConfigError::SinkNotAvailable { line, column, .. }
             | ConfigError::MissingDirectory { line, column, .. } => (*line, *column),
         }
     }

@@ -1,11 +1,13 @@
 //! Loading a config file: YAML → [`RawConfig`] → validated [`CollectorConfig`], reporting every
 //! problem of the file at once.
 
+mod sinks;
+
 use super::error::{ConfigDiagnostic, ConfigError, ConfigErrors, Severity};
 use super::node::{self, DeError, DeErrorKind, Kind, Node, Pos, Seg};
 use super::raw::{
-    RawConfig, RawFormat, RawListen, RawPipeline, RawSink, RawSinkType, RawSource, RawSourceType,
-    RawTelemetry, TOP_LEVEL_KEYS,
+    RawConfig, RawFormat, RawListen, RawPipeline, RawRelay, RawSink, RawSinkEntry, RawSinkType,
+    RawSource, RawSourceType, RawTelemetry, TOP_LEVEL_KEYS,
 };
 use super::{
     CollectorConfig, EmbeddedSinkConfig, LineFormat, MultilineConfig, ParseConfig, PipelineConfig,
@@ -341,6 +343,7 @@ fn read_raw(root: &Node, cx: &mut Cx) -> RawConfig {
             "pipeline" => raw.pipeline = cx.de::<Option<RawPipeline>>(value, k).flatten(),
             "sources" => raw.sources = Some(read_entries(value, k, cx, read_source)),
             "sinks" => raw.sinks = Some(read_entries(value, k, cx, read_sink)),
+            "relay" => raw.relay = cx.de::<Option<RawRelay>>(value, k).flatten(),
             // Read by `nevermore serve`.
             "serve" => {}
             _ => cx.error(ConfigError::UnknownKey {
@@ -403,22 +406,17 @@ fn read_source(node: &Node, path: &str, cx: &mut Cx) -> Option<RawSource> {
     cx.de(node, path)
 }
 
-fn read_sink(node: &Node, path: &str, cx: &mut Cx) -> Option<RawSink> {
-    // A sink type of the design that this build lacks is reported once, at its `type`; its
-    // other keys (which this build does not know) are not checked.
-    if let Some(t) = node.get("type")
-        && let Ok(kind) = node::from_node::<RawSinkType>(t)
-        && !kind.is_available()
-    {
-        cx.error(ConfigError::SinkNotAvailable {
-            path: node::join(path, "type"),
-            line: t.pos.line,
-            column: t.pos.column,
-            sink_type: kind.name().to_owned(),
-        });
-        return None;
+fn read_sink(node: &Node, path: &str, cx: &mut Cx) -> Option<RawSinkEntry> {
+    // The shape to read is the one its `type` names; a missing or unknown type is reported by
+    // reading the common shape.
+    let kind = node
+        .get("type")
+        .and_then(|t| node::from_node::<RawSinkType>(t).ok());
+    match kind {
+        Some(RawSinkType::Kafka) => cx.de(node, path).map(RawSinkEntry::Kafka),
+        Some(RawSinkType::Elasticsearch) => cx.de(node, path).map(RawSinkEntry::Elasticsearch),
+        _ => cx.de(node, path).map(RawSinkEntry::Local),
     }
-    cx.de(node, path)
 }
 
 /// The node at `keys` below `root`, or the deepest one found on the way.
@@ -596,10 +594,31 @@ fn validate(raw: &RawConfig, root: &Node, env: &HostEnv, cx: &mut Cx) -> Option<
     let mut sinks = Vec::new();
     let mut file_paths: Vec<(PathBuf, String)> = Vec::new();
     for (id, s) in raw.sinks.iter().flatten() {
-        if let Some(sink) = validate_sink(id, s, &source_ids, &mut file_paths, root, cx) {
+        let sink = match s {
+            RawSinkEntry::Local(s) => validate_sink(id, s, &source_ids, &mut file_paths, root, cx),
+            RawSinkEntry::Kafka(s) => sinks::kafka_sink(id, s, root, cx).map(|kind| SinkConfig {
+                id: id.clone(),
+                inputs: validate_inputs(id, s.inputs.as_ref(), &source_ids, root, cx),
+                kind,
+            }),
+            RawSinkEntry::Elasticsearch(s) => {
+                sinks::elasticsearch_sink(id, s, &data_dir, &mut file_paths, root, cx).map(|kind| {
+                    SinkConfig {
+                        id: id.clone(),
+                        inputs: validate_inputs(id, s.inputs.as_ref(), &source_ids, root, cx),
+                        kind,
+                    }
+                })
+            }
+        };
+        if let Some(sink) = sink {
             sinks.push(sink);
         }
     }
+    let relay = raw
+        .relay
+        .as_ref()
+        .and_then(|r| sinks::relay(r, &sinks, root, cx));
     let sinks_given = root
         .get("sinks")
         .and_then(Node::entries)
@@ -618,6 +637,7 @@ fn validate(raw: &RawConfig, root: &Node, env: &HostEnv, cx: &mut Cx) -> Option<
         data_dir,
         sources,
         sinks,
+        relay,
         telemetry,
         pipeline,
     })
@@ -714,6 +734,24 @@ fn validate_pipeline(raw: Option<&RawPipeline>, root: &Node, cx: &mut Cx) -> Pip
             p.max_open_files,
             d.max_open_files,
         ),
+        rotation_risk_bytes: {
+            let size = positive(
+                cx,
+                root,
+                &["pipeline", "kubelet_container_log_max_size_bytes"],
+                p.kubelet_container_log_max_size_bytes,
+                10 << 20,
+            );
+            let files = p.kubelet_container_log_max_files.unwrap_or(5);
+            if files < 2 {
+                cx.invalid(
+                    "pipeline.kubelet_container_log_max_files".into(),
+                    locate(root, &["pipeline", "kubelet_container_log_max_files"]).pos,
+                    "must be at least 2 (kubelet's own minimum)",
+                );
+            }
+            size.saturating_mul(files.saturating_sub(1).max(1))
+        },
     }
 }
 
@@ -987,7 +1025,7 @@ fn validate_sink(
                 writer_memory_bytes: memory,
             })
         }
-        // Reported by `read_sink`.
+        // Read in their own shapes.
         RawSinkType::Kafka | RawSinkType::Elasticsearch => return None,
     };
     if s.kind != RawSinkType::Embedded {
@@ -1006,7 +1044,24 @@ fn validate_sink(
             }
         }
     }
-    let inputs = match &s.inputs {
+    Some(SinkConfig {
+        id: id.to_owned(),
+        inputs: validate_inputs(id, s.inputs.as_ref(), source_ids, root, cx),
+        kind,
+    })
+}
+
+/// `sinks.<id>.inputs`: source ids, default every source.
+fn validate_inputs(
+    id: &str,
+    inputs: Option<&Vec<String>>,
+    source_ids: &[String],
+    root: &Node,
+    cx: &mut Cx,
+) -> Vec<String> {
+    let k = |key: &'static str| ["sinks", id, key];
+    let path = |key: &str| format!("sinks.{id}.{key}");
+    match inputs {
         None => source_ids.to_vec(),
         Some(list) => {
             let node = locate(root, &k("inputs"));
@@ -1037,12 +1092,7 @@ fn validate_sink(
             }
             list.clone()
         }
-    };
-    Some(SinkConfig {
-        id: id.to_owned(),
-        inputs,
-        kind,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -1237,7 +1287,7 @@ sinks:
                 (4, 40, "sources.a.format"),
                 (5, 61, "sources.b.multiline.start_pattern"),
                 (6, 13, "sources.c.type"),
-                (8, 13, "sinks.k.type"),
+                (8, 6, "sinks.k"),
                 (9, 42, "sinks.f.inputs[0]"),
             ],
             "{err}"
@@ -1270,14 +1320,38 @@ sinks:
     }
 
     #[test]
-    fn sink_type_not_yet_available() {
-        let e = errors("sinks:\n  es: {type: elasticsearch, endpoints: [\"http://x\"]}\n");
-        assert_eq!(
-            e,
-            [
-                "t.yaml:2:14: error: sinks.es.type: sink type `elasticsearch` is not yet available in this build"
-            ]
+    fn kafka_and_elasticsearch_sinks_and_relay() {
+        let l = ok(
+            "sinks:\n  es: {type: elasticsearch, endpoints: [\"http://x:9200/\"], index: \"logs-%Y.%m.%d\"}\n  \
+             bus: {type: kafka, bootstrap_servers: \"b:9092\", topic: \"logs-{kubernetes.namespace}\"}\n\
+             relay: {kafka: {bootstrap_servers: \"b:9092\", topics: [\"^logs-.*\"]}}\n",
         );
+        let c = l.collector;
+        let SinkKind::Elasticsearch(es) = &c.sinks[0].kind else {
+            panic!("{:?}", c.sinks[0].kind)
+        };
+        assert_eq!(es.endpoints, ["http://x:9200"]);
+        assert_eq!(es.template_name, "nevermore-logs");
+        assert!(es.gzip && es.install_template);
+        assert_eq!(
+            es.dead_letter,
+            crate::config::DeadLetter::File(PathBuf::from(
+                "/var/lib/nevermore/dead-letter-es.ndjson"
+            ))
+        );
+        let SinkKind::Kafka(k) = &c.sinks[1].kind else {
+            panic!("{:?}", c.sinks[1].kind)
+        };
+        assert_eq!(k.fallback_topic, "logs");
+        assert_eq!(k.message_timeout, Duration::from_secs(300));
+        let relay = c.relay.unwrap();
+        assert_eq!(
+            relay.sinks,
+            ["es"],
+            "the relay writes every sink it can by default"
+        );
+        assert_eq!(relay.kafka.group_id, "nevermore-relay");
+        assert!(relay.kafka.start_from_earliest);
     }
 
     #[test]

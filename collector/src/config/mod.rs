@@ -7,9 +7,15 @@ pub mod error;
 pub mod load;
 pub mod node;
 pub mod raw;
+pub mod sink;
 
 pub use error::{ConfigDiagnostic, ConfigError, ConfigErrors, Severity};
 pub use load::{HostEnv, Loaded, load, load_str, load_str_with};
+pub use sink::{
+    DeadLetter, ElasticsearchSinkConfig, EsAuth, EsTls, IndexTarget, KafkaCompression, KafkaSasl,
+    KafkaSinkConfig, KafkaTls, Oversize, RelayConfig, RelayKafka, TopicPart, TopicTemplate,
+    parse_topic_template, valid_topic,
+};
 
 use regex::Regex;
 use std::net::SocketAddr;
@@ -29,6 +35,8 @@ pub struct CollectorConfig {
     pub sources: Vec<SourceConfig>,
     /// In file order. Default when the file names none: one `stdout` sink.
     pub sinks: Vec<SinkConfig>,
+    /// `relay:`, read by `nevermore relay` (the collector ignores it).
+    pub relay: Option<RelayConfig>,
     pub telemetry: TelemetryConfig,
     pub pipeline: PipelineConfig,
 }
@@ -61,6 +69,11 @@ pub struct PipelineConfig {
     pub read_chunk_bytes: usize,
     /// `max_open_files`, default 4096.
     pub max_open_files: usize,
+    /// The kubelet's `containerLogMaxSize` × (`containerLogMaxFiles` − 1): a container stream
+    /// with more unread bytes than this risks losing a segment to kubelet's rotation before it
+    /// is read, and is named in a warning. From `kubelet_container_log_max_size_bytes`
+    /// (default 10 MiB, kubelet's default) and `kubelet_container_log_max_files` (default 5).
+    pub rotation_risk_bytes: u64,
 }
 
 impl Default for PipelineConfig {
@@ -74,6 +87,7 @@ impl Default for PipelineConfig {
             scan_interval: Duration::from_millis(2000),
             read_chunk_bytes: 64 << 10,
             max_open_files: 4096,
+            rotation_risk_bytes: (10 << 20) * 4,
         }
     }
 }
@@ -149,6 +163,10 @@ pub enum SinkKind {
     Stdout,
     /// `type: embedded`: the embedded search index.
     Embedded(EmbeddedSinkConfig),
+    /// `type: kafka`.
+    Kafka(KafkaSinkConfig),
+    /// `type: elasticsearch`.
+    Elasticsearch(ElasticsearchSinkConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

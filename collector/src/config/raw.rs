@@ -16,6 +16,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "pipeline",
     "sources",
     "sinks",
+    "relay",
     "serve",
 ];
 
@@ -31,7 +32,8 @@ pub struct RawConfig {
     /// In file order; `None` when the key is absent.
     pub sources: Option<Vec<(String, RawSource)>>,
     /// In file order; `None` when the key is absent.
-    pub sinks: Option<Vec<(String, RawSink)>>,
+    pub sinks: Option<Vec<(String, RawSinkEntry)>>,
+    pub relay: Option<RawRelay>,
 }
 
 /// `telemetry:`.
@@ -79,6 +81,8 @@ pub struct RawPipeline {
     pub scan_interval_ms: Option<u64>,
     pub read_chunk_bytes: Option<u64>,
     pub max_open_files: Option<u64>,
+    pub kubelet_container_log_max_size_bytes: Option<u64>,
+    pub kubelet_container_log_max_files: Option<u64>,
 }
 
 /// `sources.<id>.type`.
@@ -131,7 +135,7 @@ pub struct RawMultiline {
     pub max_lines: Option<u64>,
 }
 
-/// `sinks.<id>.type`. `kafka` and `elasticsearch` are part of the design but not yet available.
+/// `sinks.<id>.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RawSinkType {
@@ -152,16 +156,18 @@ impl RawSinkType {
             RawSinkType::Embedded => "embedded",
         }
     }
-
-    pub fn is_available(self) -> bool {
-        matches!(
-            self,
-            RawSinkType::File | RawSinkType::Stdout | RawSinkType::Embedded
-        )
-    }
 }
 
-/// `sinks.<id>:`.
+/// `sinks.<id>:`, read by the shape its `type` names.
+#[derive(Debug, Clone)]
+pub enum RawSinkEntry {
+    /// `file`, `stdout`, `embedded`.
+    Local(RawSink),
+    Kafka(RawKafkaSink),
+    Elasticsearch(RawElasticsearchSink),
+}
+
+/// `sinks.<id>:` of type `file`, `stdout` or `embedded`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping")]
 pub struct RawSink {
@@ -179,4 +185,154 @@ pub struct RawSink {
     pub commit_interval_ms: Option<u64>,
     /// `embedded` only: the indexing buffer.
     pub writer_memory_bytes: Option<u64>,
+}
+
+/// `sinks.<id>:` of type `kafka`: librdkafka's producer options, by their usual names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawKafkaSink {
+    #[serde(rename = "type")]
+    pub kind: RawSinkType,
+    pub inputs: Option<Vec<String>>,
+    pub bootstrap_servers: String,
+    pub topic: Option<String>,
+    pub fallback_topic: Option<String>,
+    pub compression: Option<String>,
+    pub batch_max_bytes: Option<u64>,
+    pub batch_max_records: Option<u64>,
+    pub linger_ms: Option<u64>,
+    pub message_max_bytes: Option<u64>,
+    pub message_timeout_ms: Option<u64>,
+    pub oversize: Option<RawOversize>,
+    pub tls: Option<RawKafkaTls>,
+    pub sasl: Option<RawKafkaSasl>,
+    pub librdkafka_options: Option<std::collections::BTreeMap<String, RawScalar>>,
+}
+
+/// `oversize:` `truncate`, or `{dead_letter_topic: NAME}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "`truncate`, or `{dead_letter_topic: NAME}`")]
+pub enum RawOversize {
+    Word(String),
+    DeadLetter(RawDeadLetterTopic),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadLetterTopic {
+    pub dead_letter_topic: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawKafkaTls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub key_password: Option<String>,
+    pub verify_hostname: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawKafkaSasl {
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// A scalar given to librdkafka as text (`linger.ms: 5` and `linger.ms: "5"` alike).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a string, number or boolean")]
+pub enum RawScalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl RawScalar {
+    pub fn to_text(&self) -> String {
+        match self {
+            RawScalar::Bool(b) => b.to_string(),
+            RawScalar::Int(i) => i.to_string(),
+            RawScalar::Float(f) => f.to_string(),
+            RawScalar::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// `sinks.<id>:` of type `elasticsearch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawElasticsearchSink {
+    #[serde(rename = "type")]
+    pub kind: RawSinkType,
+    pub inputs: Option<Vec<String>>,
+    pub endpoints: Vec<String>,
+    pub index: Option<String>,
+    pub data_stream: Option<String>,
+    pub auth: Option<RawEsAuth>,
+    pub tls: Option<RawEsTls>,
+    pub batch_max_records: Option<u64>,
+    pub batch_max_bytes: Option<u64>,
+    pub flush_interval_ms: Option<u64>,
+    /// `gzip` (default) or `none`.
+    pub compression: Option<String>,
+    pub request_timeout_ms: Option<u64>,
+    pub retry_initial_backoff_ms: Option<u64>,
+    pub retry_max_backoff_ms: Option<u64>,
+    pub dead_letter: Option<RawEsDeadLetter>,
+    pub install_template: Option<bool>,
+    pub template_name: Option<String>,
+}
+
+/// `auth:` one of `{username, password}`, `{bearer_token}`, `{api_key}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawEsAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub bearer_token: Option<String>,
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawEsTls {
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// `dead_letter:` `{file: PATH}` or `{index: NAME}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawEsDeadLetter {
+    pub file: Option<PathBuf>,
+    pub index: Option<String>,
+}
+
+/// `relay:`: what `nevermore relay` consumes, and into which of the file's sinks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawRelay {
+    pub kafka: RawRelayKafka,
+    pub sinks: Option<Vec<String>>,
+    pub batch_max_records: Option<u64>,
+    pub batch_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawRelayKafka {
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    pub group_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub session_timeout_ms: Option<u64>,
+    /// `earliest` (default) or `latest`.
+    pub start_from: Option<String>,
+    pub tls: Option<RawKafkaTls>,
+    pub sasl: Option<RawKafkaSasl>,
+    pub librdkafka_options: Option<std::collections::BTreeMap<String, RawScalar>>,
 }

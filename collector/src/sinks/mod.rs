@@ -4,8 +4,10 @@
 //! `write` + `flush` lets a sink group several batches into one durable commit (one fsync, one
 //! wait for delivery reports).
 
+pub mod elasticsearch;
 pub mod embedded;
 pub mod file;
+pub mod kafka;
 
 use crate::event::Batch;
 use std::future::Future;
@@ -44,4 +46,30 @@ pub trait Sink: Send + 'static {
     /// After a failed flush: drops everything written since the last successful flush, where
     /// the destination allows, so it can be written again (a file is truncated back).
     fn discard_unflushed(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// What the sink counted since the last call (the runner turns it into metrics).
+    fn take_stats(&mut self) -> SinkStats {
+        SinkStats::default()
+    }
+}
+
+/// Counts of a sink's own work, beyond records written and acknowledged.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SinkStats {
+    /// Payload bytes handed to the destination.
+    pub bytes_sent: u64,
+    /// Records (or requests) sent again after a retryable failure.
+    pub retried: u64,
+    /// Records sent to a dead-letter destination instead.
+    pub dead_lettered: u64,
+    /// Records the destination already had (Elasticsearch 409 on `create`).
+    pub duplicates: u64,
+    /// Records cut to fit the destination's size limit.
+    pub truncated: u64,
+    /// Records given up for good (a dead-letter destination refused them too, or not even an
+    /// empty message fits the size limit): counted and logged, never silent.
+    pub dropped: u64,
+    /// Duration of each request (bulk request, or wait for delivery reports), in seconds.
+    pub request_seconds: Vec<f64>,
+    /// Messages queued in the client, not yet delivered (Kafka producer queue).
+    pub queue_depth: u64,
 }

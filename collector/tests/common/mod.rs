@@ -1,6 +1,8 @@
 //! The collector in-process against a temporary pods directory and a file sink.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod kafka;
+
 use nevermore_collector::config::{
     CollectorConfig, LineFormat, ParseConfig, PipelineConfig, SinkConfig, SinkKind, SourceConfig,
     SourceKind, TelemetryConfig,
@@ -33,6 +35,7 @@ pub fn config(root: &Path, out: &Path) -> CollectorConfig {
                 path: out.to_owned(),
             },
         }],
+        relay: None,
         telemetry: TelemetryConfig { listen: None },
         pipeline: PipelineConfig {
             batch_timeout: Duration::from_millis(20),
