@@ -247,3 +247,95 @@ pub fn read_back_ids(
 }
 
 impl rdkafka::consumer::ConsumerContext for TracingContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KafkaCompression, TopicPart, TopicTemplate};
+    use std::time::Duration;
+
+    fn sink() -> KafkaSinkConfig {
+        KafkaSinkConfig {
+            bootstrap_servers: "b:9093".into(),
+            topic: TopicTemplate {
+                parts: vec![TopicPart::Literal("logs".into())],
+            },
+            fallback_topic: "logs".into(),
+            compression: KafkaCompression::Zstd,
+            batch_max_bytes: 1_000_000,
+            batch_max_records: 10_000,
+            linger: Duration::from_millis(5),
+            message_max_bytes: 1_000_000,
+            message_timeout: Duration::from_secs(300),
+            oversize: Oversize::Truncate,
+            tls: Some(KafkaTls {
+                ca_file: Some("/ca.pem".into()),
+                cert_file: Some("/c.pem".into()),
+                key_file: Some("/k.pem".into()),
+                key_password: Some("pw".into()),
+                verify_hostname: false,
+            }),
+            sasl: Some(KafkaSasl {
+                mechanism: "SCRAM-SHA-512".into(),
+                username: "u".into(),
+                password: "p".into(),
+            }),
+            librdkafka_options: vec![("socket.keepalive.enable".into(), "true".into())],
+        }
+    }
+
+    #[test]
+    fn producer_settings_as_librdkafka_names_them() {
+        let c = producer_config(&sink());
+        for (k, v) in [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("compression.codec", "zstd"),
+            ("security.protocol", "sasl_ssl"),
+            ("ssl.ca.location", "/ca.pem"),
+            ("ssl.certificate.location", "/c.pem"),
+            ("ssl.key.location", "/k.pem"),
+            ("ssl.key.password", "pw"),
+            ("ssl.endpoint.identification.algorithm", "none"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "u"),
+            ("socket.keepalive.enable", "true"),
+        ] {
+            assert_eq!(c.get(k), Some(v), "{k}");
+        }
+        // librdkafka accepts the whole set (names and values), without connecting.
+        assert!(c.create_native_config().is_ok());
+        let mut plain = sink();
+        plain.tls = None;
+        plain.sasl = None;
+        assert_eq!(
+            producer_config(&plain).get("security.protocol"),
+            Some("plaintext")
+        );
+    }
+
+    #[test]
+    fn consumer_commits_only_what_the_relay_stores() {
+        let c = consumer_config(&RelayKafka {
+            bootstrap_servers: "b:9092".into(),
+            topics: vec!["logs".into()],
+            group_id: "g".into(),
+            instance_id: Some("relay-0".into()),
+            session_timeout: Duration::from_secs(45),
+            start_from_earliest: true,
+            tls: None,
+            sasl: None,
+            librdkafka_options: Vec::new(),
+        });
+        for (k, v) in [
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("group.instance.id", "relay-0"),
+            ("security.protocol", "plaintext"),
+        ] {
+            assert_eq!(c.get(k), Some(v), "{k}");
+        }
+        assert!(c.create_native_config().is_ok());
+    }
+}
