@@ -366,34 +366,26 @@ impl BulkClient {
         (ep, answer)
     }
 
-    /// `GET /` (once): Elasticsearch or OpenSearch. Retries transient failures.
-    pub async fn flavor(&self) -> Result<Flavor, EsError> {
-        if let Some(f) = self.flavor.get() {
-            return Ok(*f);
-        }
+    /// A request of the sink's own (server detection, template), retried with backoff on 408,
+    /// 429, 5xx and connection errors; returns the endpoint and the first other answer.
+    async fn admin_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&[u8]>,
+        what: &'static str,
+    ) -> (usize, u16, Vec<u8>) {
         let mut round = 0;
         loop {
-            let (ep, answer) = self.request(reqwest::Method::GET, "/", None, None).await;
+            let (ep, answer) = self
+                .request(
+                    method.clone(),
+                    path,
+                    body.map(|b| (b.to_vec(), "application/json")),
+                    None,
+                )
+                .await;
             let (status, reason, retry_after) = match answer {
-                Answer::Http { status, body, .. } if (200..300).contains(&status) => {
-                    let root: serde_json::Value =
-                        serde_json::from_slice(&body).map_err(|e| EsError::Detect {
-                            endpoint: self.endpoints[ep].clone(),
-                            status,
-                            reason: e.to_string(),
-                        })?;
-                    let flavor = if root
-                        .pointer("/version/distribution")
-                        .and_then(|d| d.as_str())
-                        == Some("opensearch")
-                    {
-                        Flavor::OpenSearch
-                    } else {
-                        Flavor::Elasticsearch
-                    };
-                    tracing::info!(endpoint = %self.endpoints[ep], flavor = ?flavor, version = root.pointer("/version/number").and_then(|n| n.as_str()).unwrap_or("?"), "elasticsearch server detected");
-                    return Ok(*self.flavor.get_or_init(|| flavor));
-                }
                 Answer::Http {
                     status,
                     body,
@@ -401,20 +393,53 @@ impl BulkClient {
                 } if status == 408 || status == 429 || status >= 500 => {
                     (Some(status), answer_reason(&body), retry_after)
                 }
-                Answer::Http { status, body, .. } => {
-                    return Err(EsError::Detect {
-                        endpoint: self.endpoints[ep].clone(),
-                        status,
-                        reason: answer_reason(&body),
-                    });
-                }
+                Answer::Http { status, body, .. } => return (ep, status, body),
                 Answer::Transport(e) => (None, error_chain(&e), None),
             };
             let wait = self.backoff(round, retry_after);
-            tracing::warn!(endpoint = %self.endpoints[ep], status, reason = %reason, attempt = round + 1, backoff_ms = wait.as_millis() as u64, "elasticsearch server detection failed, retrying");
+            tracing::warn!(endpoint = %self.endpoints[ep], path, status, reason = %reason, attempt = round + 1, backoff_ms = wait.as_millis() as u64, "{what} failed, retrying");
             tokio::time::sleep(wait).await;
             round = round.saturating_add(1);
         }
+    }
+
+    /// `GET /` (once): Elasticsearch or OpenSearch. Retries transient failures.
+    pub async fn flavor(&self) -> Result<Flavor, EsError> {
+        if let Some(f) = self.flavor.get() {
+            return Ok(*f);
+        }
+        let (ep, status, body) = self
+            .admin_request(
+                reqwest::Method::GET,
+                "/",
+                None,
+                "elasticsearch server detection",
+            )
+            .await;
+        if !(200..300).contains(&status) {
+            return Err(EsError::Detect {
+                endpoint: self.endpoints[ep].clone(),
+                status,
+                reason: answer_reason(&body),
+            });
+        }
+        let root: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| EsError::Detect {
+                endpoint: self.endpoints[ep].clone(),
+                status,
+                reason: e.to_string(),
+            })?;
+        let flavor = if root
+            .pointer("/version/distribution")
+            .and_then(|d| d.as_str())
+            == Some("opensearch")
+        {
+            Flavor::OpenSearch
+        } else {
+            Flavor::Elasticsearch
+        };
+        tracing::info!(endpoint = %self.endpoints[ep], flavor = ?flavor, version = root.pointer("/version/number").and_then(|n| n.as_str()).unwrap_or("?"), "elasticsearch server detected");
+        Ok(*self.flavor.get_or_init(|| flavor))
     }
 
     /// Puts the index template of `nevermore-schemas` (the OpenSearch twin for OpenSearch)
@@ -428,43 +453,24 @@ impl BulkClient {
         let body = target::template_body(&self.target, flavor == Flavor::OpenSearch)?;
         let body = serde_json::to_vec(&body).map_err(|source| EsError::TemplateJson { source })?;
         let path = format!("/_index_template/{}", self.template_name);
-        let mut round = 0;
-        loop {
-            let (ep, answer) = self
-                .request(
-                    reqwest::Method::PUT,
-                    &path,
-                    Some((body.clone(), "application/json")),
-                    None,
-                )
-                .await;
-            let (status, reason, retry_after) = match answer {
-                Answer::Http { status, .. } if (200..300).contains(&status) => {
-                    tracing::info!(endpoint = %self.endpoints[ep], template = %self.template_name, pattern = %target::template_index_pattern(&self.target), "index template installed");
-                    return Ok(());
-                }
-                Answer::Http {
-                    status,
-                    body,
-                    retry_after,
-                } if status == 408 || status == 429 || status >= 500 => {
-                    (Some(status), answer_reason(&body), retry_after)
-                }
-                Answer::Http { status, body, .. } => {
-                    return Err(EsError::Template {
-                        endpoint: self.endpoints[ep].clone(),
-                        name: self.template_name.clone(),
-                        status,
-                        reason: answer_reason(&body),
-                    });
-                }
-                Answer::Transport(e) => (None, error_chain(&e), None),
-            };
-            let wait = self.backoff(round, retry_after);
-            tracing::warn!(endpoint = %self.endpoints[ep], template = %self.template_name, status, reason = %reason, attempt = round + 1, backoff_ms = wait.as_millis() as u64, "index template installation failed, retrying");
-            tokio::time::sleep(wait).await;
-            round = round.saturating_add(1);
+        let (ep, status, answer) = self
+            .admin_request(
+                reqwest::Method::PUT,
+                &path,
+                Some(&body),
+                "index template installation",
+            )
+            .await;
+        if !(200..300).contains(&status) {
+            return Err(EsError::Template {
+                endpoint: self.endpoints[ep].clone(),
+                name: self.template_name.clone(),
+                status,
+                reason: answer_reason(&answer),
+            });
         }
+        tracing::info!(endpoint = %self.endpoints[ep], template = %self.template_name, pattern = %target::template_index_pattern(&self.target), "index template installed");
+        Ok(())
     }
 
     /// Sends `docs` with `create` actions; see the module documentation for what `Ok` means.

@@ -1,7 +1,10 @@
 //! RFC 3339 timestamps and dates ↔ nanoseconds since the Unix epoch, in UTC.
 //!
-//! The civil-date arithmetic is the proleptic Gregorian calendar counted in days from
-//! 1970-01-01; years are limited to 0000..=9999 so every value prints in the 4-digit form.
+//! The civil-date arithmetic is the record's own (`nevermore_schemas::time`): the proleptic
+//! Gregorian calendar counted in days from 1970-01-01; years are limited to 0000..=9999 so every
+//! value prints in the 4-digit form.
+
+use nevermore_schemas::time::{civil_from_days, days_from_civil, days_in_month};
 
 const NS_PER_SEC: i128 = 1_000_000_000;
 const SECS_PER_DAY: i64 = 86_400;
@@ -129,45 +132,6 @@ fn parse(text: &str) -> Result<i128, &'static str> {
     };
     let secs = days * SECS_PER_DAY + hour * 3600 + minute * 60 + second - offset;
     Ok(i128::from(secs) * NS_PER_SEC + frac)
-}
-
-fn is_leap(y: i64) -> bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01. Counts in 400-year eras starting on March 1st, so the leap day is the
-/// last day of its "year" and month lengths follow a fixed pattern.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12; // March = 0
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
