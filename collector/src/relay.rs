@@ -703,3 +703,53 @@ async fn open_outputs(
     }
     Ok(outputs)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const RECORD: &str = r#"{"@timestamp":"2026-11-26T10:00:00.000000001Z","message":"m","log":{"file":{"path":"/p"},"offset":0},"orchestrator":{"cluster":{"name":"c"}},"host":{"name":"n"},"event":{"id":"00000000000000aa","stream_id":"00000000000000bb","sequence":3,"dataset":"container"}}"#;
+
+    #[test]
+    fn decode_takes_log_records_and_names_what_is_not_one() {
+        let r = decode(RECORD.as_bytes()).unwrap();
+        assert_eq!(r.ts_ns, 1_795_687_200_000_000_001);
+        assert_eq!(r.record.event.sequence, 3);
+        for (bad, why) in [
+            (&b"\xff\xfe garbage"[..], "not a log record"),
+            (b"{\"message\":\"no envelope\"}", "not a log record"),
+            (
+                RECORD.replace("00000000000000bb", "zz").as_bytes(),
+                "invalid event.stream_id",
+            ),
+            (
+                RECORD.replace("00000000000000aa", "").as_bytes(),
+                "no event.id",
+            ),
+            (
+                RECORD.replace("2026-11-26T10", "2026-13-26T10").as_bytes(),
+                "invalid @timestamp",
+            ),
+        ] {
+            let e = decode(bad).err().unwrap();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
+    fn dead_letters_keep_where_they_came_from_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dl.ndjson");
+        let mut dl = DeadLetterFile::new(path.clone());
+        dl.add("logs", 2, 41, "not a log record: x".into(), b"\xffraw");
+        dl.flush().unwrap();
+        let line: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({"topic": "logs", "partition": 2, "offset": 41,
+                "reason": "not a log record: x", "payload": "\u{fffd}raw"})
+        );
+    }
+}
