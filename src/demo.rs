@@ -53,6 +53,25 @@ pub fn prepare(listen: &str) -> std::io::Result<Demo> {
         std::fs::write(&path, bytes)?;
     }
     let data_dir = root.join("data");
+    // Cluster metrics for the dashboards and the Prometheus API: three hours back and three ahead
+    // of now, so "the last hour" stays full while the demo runs (queries never look past now).
+    let metrics_file = root.join("metrics.om");
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let hour = 3_600_000;
+    let spec = nevermore_query::metrics::fixture::FixtureSpec {
+        start_ms: (now_ms - 3 * hour) / 30_000 * 30_000,
+        duration_ms: 6 * hour,
+        interval_ms: 30_000,
+        gaps: Vec::new(),
+        scale: 1,
+        extra_labels: Vec::new(),
+    };
+    std::fs::write(
+        &metrics_file,
+        nevermore_query::metrics::fixture::openmetrics(&spec),
+    )?;
     let config_yaml = format!(
         "node_name: demo-node\n\
          cluster: demo\n\
@@ -61,9 +80,11 @@ pub fn prepare(listen: &str) -> std::io::Result<Demo> {
          pipeline: {{batch_timeout_ms: 200}}\n\
          sources:\n  pods: {{type: kubernetes_logs, pods_dir: {pods}}}\n\
          sinks:\n  local: {{type: embedded, commit_interval_ms: 500, max_age_ms: 86400000}}\n\
-         serve:\n  listen: \"{listen}\"\n",
+         serve:\n  listen: \"{listen}\"\n  \
+         metrics: {{upstreams: [{{type: static, name: demo, paths: [{metrics}]}}]}}\n",
         data = yaml_str(&data_dir),
         pods = yaml_str(&pods_dir),
+        metrics = yaml_str(&metrics_file),
     );
     Ok(Demo {
         root,

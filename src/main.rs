@@ -121,8 +121,14 @@ async fn serve_until(
     backend: Backend,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    tracing::info!(addr = %cfg.listen, "search API listening");
-    let state = nevermore_query::http::AppState::new(backend, cfg);
+    let metrics = nevermore_query::metrics::Metrics::from_config(&cfg.metrics)
+        .context("cannot set up the metric upstreams")?;
+    tracing::info!(
+        addr = %cfg.listen,
+        metric_upstreams = cfg.metrics.upstreams.len(),
+        "query service listening"
+    );
+    let state = nevermore_query::http::AppState::new(backend, metrics, cfg);
     nevermore_query::http::serve(listener, state, shutdown)
         .await
         .context("search API failed")
@@ -190,7 +196,9 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 "nevermore up: demo logs in {}, searchable within seconds:\n  \
                  nevermore search 'level:>=warn' --since 1h\n  \
                  nevermore search 'namespace:shop \"connection refused\"' --follow\n  \
-                 curl 'http://{listen}/api/v1/logs/search?q=level:error&limit=5'",
+                 curl 'http://{listen}/api/v1/logs/search?q=level:error&limit=5'\n  \
+                 curl 'http://{listen}/api/v1/query?query=sum+by+(namespace)(rate(container_cpu_usage_seconds_total[5m]))'\n  \
+                 curl 'http://{listen}/api/v1/dashboards/namespace?namespace=shop'",
                 d.root.display()
             );
         }

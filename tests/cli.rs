@@ -120,6 +120,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A GET over plain HTTP/1.0 (the server closes the connection after the answer); the JSON body.
+fn http_get_json(addr: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {resp}"))
+}
+
 /// README's first command: `nevermore up` with no config shows live, searchable logs within
 /// seconds, and `nevermore search` finds them.
 #[test]
@@ -214,6 +225,19 @@ fn up_demo_is_searchable_within_seconds() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("bad_query"),
         "{o:?}"
+    );
+    // The demo's cluster metrics answer on the Prometheus API and in the dashboards.
+    let v = http_get_json(
+        &listen,
+        "/api/v1/query?query=count%20by%20(namespace)%20(kube_pod_info)",
+    );
+    assert_eq!(v["status"], "success", "{v}");
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 3, "{v}");
+    let v = http_get_json(&listen, "/api/v1/dashboards/namespace?namespace=shop");
+    let cpu = &v["panels"].as_array().unwrap()[2];
+    assert!(
+        !cpu["targets"][0]["series"].as_array().unwrap().is_empty(),
+        "{cpu}"
     );
     let _ = Command::new("kill")
         .arg("-TERM")

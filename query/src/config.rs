@@ -39,8 +39,44 @@ struct RawServe {
     max_in_flight: Option<usize>,
     max_page_size: Option<usize>,
     tenants: Option<Vec<RawTenant>>,
-    /// The metrics side is planned (issue 5); its keys are accepted and not used yet.
-    metrics: Option<serde::de::IgnoredAny>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    upstreams: Option<Vec<RawUpstream>>,
+    replica_labels: Option<Vec<String>>,
+    dedup: Option<String>,
+    dedup_interval_ms: Option<u64>,
+    partial_response: Option<bool>,
+    lookback_delta_ms: Option<u64>,
+    max_samples: Option<usize>,
+    max_series: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+enum RawUpstream {
+    Prometheus {
+        url: String,
+        name: Option<String>,
+        timeout_ms: Option<u64>,
+        bearer_token: Option<String>,
+        /// `streamed` (XOR chunks, the default) or `samples`.
+        response_type: Option<String>,
+    },
+    #[serde(rename = "victoriametrics")]
+    VictoriaMetrics {
+        url: String,
+        name: Option<String>,
+        timeout_ms: Option<u64>,
+        bearer_token: Option<String>,
+    },
+    Static {
+        paths: Vec<PathBuf>,
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +112,57 @@ pub struct ServeConfig {
     pub max_page_size: usize,
     /// Empty: no authentication (local use).
     pub tenants: Vec<Tenant>,
+    pub metrics: MetricsConfig,
+}
+
+/// `serve.metrics`: where samples come from and how replicas are merged.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Empty: the metrics API answers with no data (and says so in a warning).
+    pub upstreams: Vec<UpstreamConfig>,
+    pub replica_labels: Vec<String>,
+    pub dedup: nevermore_promql::dedup::Algorithm,
+    /// Whether an upstream failure gives a partial answer with a warning (Thanos'
+    /// `partial_response`) rather than an error; a request may override it.
+    pub partial_response: bool,
+    pub lookback_delta: Duration,
+    pub max_samples: usize,
+    pub max_series: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            upstreams: Vec::new(),
+            replica_labels: vec!["replica".into(), "prometheus_replica".into()],
+            dedup: nevermore_promql::dedup::Algorithm::Penalty,
+            partial_response: true,
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            max_series: 500_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamConfig {
+    /// Prometheus remote read (`POST /api/v1/read`).
+    Prometheus {
+        name: String,
+        url: String,
+        timeout: Duration,
+        bearer_token: Option<String>,
+        streamed: bool,
+    },
+    /// VictoriaMetrics' export API (single node, or vmselect with its URL prefix).
+    VictoriaMetrics {
+        name: String,
+        url: String,
+        timeout: Duration,
+        bearer_token: Option<String>,
+    },
+    /// OpenMetrics files with timestamps, loaded at start.
+    Static { name: String, paths: Vec<PathBuf> },
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +244,7 @@ fn unreachable_defaults() -> ServeConfig {
         max_in_flight: 64,
         max_page_size: 1000,
         tenants: Vec::new(),
+        metrics: MetricsConfig::default(),
     }
 }
 
@@ -170,7 +258,7 @@ fn validate(raw: RawFile, file: &str) -> Result<ServeConfig, ConfigError> {
         .data_dir
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let s = raw.serve.unwrap_or_default();
-    let _ = s.metrics;
+    let metrics = validate_metrics(s.metrics.unwrap_or_default(), &invalid)?;
     let listen_text = s.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let listen = listen_text.parse().map_err(|_| {
         invalid(
@@ -261,7 +349,166 @@ fn validate(raw: RawFile, file: &str) -> Result<ServeConfig, ConfigError> {
         max_in_flight,
         max_page_size,
         tenants,
+        metrics,
     })
+}
+
+fn validate_metrics(
+    m: RawMetrics,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<MetricsConfig, ConfigError> {
+    use nevermore_promql::dedup::Algorithm;
+    let d = MetricsConfig::default();
+    let interval_ms = m.dedup_interval_ms.unwrap_or(15_000);
+    if interval_ms == 0 {
+        return Err(invalid(
+            "metrics.dedup_interval_ms",
+            "must be positive".into(),
+        ));
+    }
+    let dedup = match m.dedup.as_deref().unwrap_or("penalty") {
+        "penalty" => Algorithm::Penalty,
+        "interval" => Algorithm::Interval {
+            interval_ms: interval_ms as i64,
+        },
+        "chain" => Algorithm::Chain,
+        "none" => Algorithm::None,
+        other => {
+            return Err(invalid(
+                "metrics.dedup",
+                format!("`{other}` is not one of penalty, interval, chain, none"),
+            ));
+        }
+    };
+    if m.dedup_interval_ms.is_some() && !matches!(dedup, Algorithm::Interval { .. }) {
+        return Err(invalid(
+            "metrics.dedup_interval_ms",
+            "applies only to `dedup: interval`".into(),
+        ));
+    }
+    let replica_labels = m.replica_labels.unwrap_or(d.replica_labels);
+    for (i, l) in replica_labels.iter().enumerate() {
+        if !is_label_name(l) {
+            return Err(invalid(
+                &format!("metrics.replica_labels[{i}]"),
+                format!("`{l}` is not a label name"),
+            ));
+        }
+    }
+    let lookback_ms = m.lookback_delta_ms.unwrap_or(300_000);
+    if lookback_ms == 0 {
+        return Err(invalid(
+            "metrics.lookback_delta_ms",
+            "must be positive".into(),
+        ));
+    }
+    let max_samples = m.max_samples.unwrap_or(d.max_samples);
+    let max_series = m.max_series.unwrap_or(d.max_series);
+    if max_samples == 0 || max_series == 0 {
+        return Err(invalid(
+            "metrics.max_samples",
+            "limits must be positive".into(),
+        ));
+    }
+    let mut upstreams = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, u) in m.upstreams.unwrap_or_default().into_iter().enumerate() {
+        let key = |k: &str| format!("metrics.upstreams[{i}].{k}");
+        let check_url = |url: &str| -> Result<(), ConfigError> {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Ok(())
+            } else {
+                Err(invalid(
+                    &key("url"),
+                    format!("`{url}` is not an http:// or https:// URL"),
+                ))
+            }
+        };
+        let timeout = |t: Option<u64>| -> Result<Duration, ConfigError> {
+            match t.unwrap_or(30_000) {
+                0 => Err(invalid(&key("timeout_ms"), "must be positive".into())),
+                ms => Ok(Duration::from_millis(ms)),
+            }
+        };
+        let u = match u {
+            RawUpstream::Prometheus {
+                url,
+                name,
+                timeout_ms,
+                bearer_token,
+                response_type,
+            } => {
+                check_url(&url)?;
+                let streamed = match response_type.as_deref().unwrap_or("streamed") {
+                    "streamed" => true,
+                    "samples" => false,
+                    other => {
+                        return Err(invalid(
+                            &key("response_type"),
+                            format!("`{other}` is not one of streamed, samples"),
+                        ));
+                    }
+                };
+                UpstreamConfig::Prometheus {
+                    name: name.unwrap_or_else(|| url.clone()),
+                    url: url.trim_end_matches('/').to_string(),
+                    timeout: timeout(timeout_ms)?,
+                    bearer_token,
+                    streamed,
+                }
+            }
+            RawUpstream::VictoriaMetrics {
+                url,
+                name,
+                timeout_ms,
+                bearer_token,
+            } => {
+                check_url(&url)?;
+                UpstreamConfig::VictoriaMetrics {
+                    name: name.unwrap_or_else(|| url.clone()),
+                    url: url.trim_end_matches('/').to_string(),
+                    timeout: timeout(timeout_ms)?,
+                    bearer_token,
+                }
+            }
+            RawUpstream::Static { paths, name } => {
+                if paths.is_empty() {
+                    return Err(invalid(&key("paths"), "at least one file is needed".into()));
+                }
+                UpstreamConfig::Static {
+                    name: name.unwrap_or_else(|| format!("static-{i}")),
+                    paths,
+                }
+            }
+        };
+        let name = match &u {
+            UpstreamConfig::Prometheus { name, .. }
+            | UpstreamConfig::VictoriaMetrics { name, .. }
+            | UpstreamConfig::Static { name, .. } => name.clone(),
+        };
+        if !names.insert(name.clone()) {
+            return Err(invalid(
+                &key("name"),
+                format!("`{name}` names two upstreams"),
+            ));
+        }
+        upstreams.push(u);
+    }
+    Ok(MetricsConfig {
+        upstreams,
+        replica_labels,
+        dedup,
+        partial_response: m.partial_response.unwrap_or(true),
+        lookback_delta: Duration::from_millis(lookback_ms),
+        max_samples,
+        max_series,
+    })
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f == '_' || f.is_ascii_alphabetic())
+        && c.all(|x| x == '_' || x.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

@@ -95,7 +95,11 @@ async fn start(tenants: Vec<Tenant>, max_in_flight: usize) -> Server {
     cfg.max_in_flight = max_in_flight;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState::new(Backend::Embedded(backend), cfg);
+    let state = AppState::new(
+        Backend::Embedded(backend),
+        nevermore_query::metrics::Metrics::empty(&cfg.metrics),
+        cfg,
+    );
     tokio::spawn(nevermore_query::http::serve(
         listener,
         state,

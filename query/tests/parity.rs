@@ -268,7 +268,11 @@ async fn the_search_api_answers_the_same_over_every_backend() {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(nevermore_query::http::serve(
             listener,
-            AppState::new(backend, cfg),
+            AppState::new(
+                backend,
+                nevermore_query::metrics::Metrics::empty(&cfg.metrics),
+                cfg,
+            ),
             std::future::pending(),
         ));
         let client = reqwest::Client::new();

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod metric_servers;
+
 use nevermore_query::logs::elasticsearch::{EsBackend, EsTimeouts};
 use nevermore_query::logs::{SortKey, TimeRange};
 use serde_json::{Value, json};

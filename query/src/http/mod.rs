@@ -4,11 +4,17 @@
 //! side before a backend sees it; errors share one JSON shape with a stable `code`; each request
 //! has a deadline and the number in flight is bounded (over it: 429).
 
+mod dashboards;
+mod prom;
+
+pub use prom::format_value;
+
 use crate::config::ServeConfig;
 use crate::logs::{
     Backend, BackendError, Cursor, HistogramRequest, Order, SearchRequest, SortKey, TimeRange,
     ValuesRequest,
 };
+use crate::metrics::Metrics;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -28,6 +34,7 @@ use tokio::sync::Semaphore;
 #[derive(Debug)]
 pub struct AppState {
     pub backend: Backend,
+    pub metrics: Metrics,
     pub cfg: ServeConfig,
     pub limits: Limits,
     inflight: Arc<Semaphore>,
@@ -36,8 +43,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(backend: Backend, cfg: ServeConfig) -> Arc<AppState> {
+    pub fn new(backend: Backend, metrics: Metrics, cfg: ServeConfig) -> Arc<AppState> {
         Arc::new(AppState {
+            metrics,
             inflight: Arc::new(Semaphore::new(cfg.max_in_flight)),
             tails: Arc::new(Semaphore::new(cfg.max_in_flight)),
             backend,
@@ -56,6 +64,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/logs/context", get(context))
         .route("/api/v1/logs/tail", get(tail))
         .route("/api/v1/logs/parse", get(parse))
+        .merge(prom::routes())
+        .merge(dashboards::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -162,9 +172,12 @@ async fn guarded<T>(
 }
 
 /// The namespaces the caller may see: `None` = all (no tenants configured).
-fn restriction(st: &AppState, headers: &HeaderMap) -> Result<Expr, ApiError> {
+fn tenant_namespaces(
+    st: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<std::collections::BTreeSet<String>>, ApiError> {
     if st.cfg.tenants.is_empty() {
-        return Ok(Expr::All);
+        return Ok(None);
     }
     let token = headers
         .get(header::AUTHORIZATION)
@@ -183,8 +196,15 @@ fn restriction(st: &AppState, headers: &HeaderMap) -> Result<Expr, ApiError> {
         .iter()
         .find(|t| constant_time_eq(t.token.as_bytes(), token.as_bytes()))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
-    let terms: Vec<Expr> = tenant
-        .namespaces
+    Ok(Some(tenant.namespaces.clone()))
+}
+
+/// The caller's namespace restriction as a search expression (`All` without tenants).
+fn restriction(st: &AppState, headers: &HeaderMap) -> Result<Expr, ApiError> {
+    let Some(namespaces) = tenant_namespaces(st, headers)? else {
+        return Ok(Expr::All);
+    };
+    let terms: Vec<Expr> = namespaces
         .iter()
         .map(|ns| {
             Expr::Term(Term {
@@ -813,7 +833,7 @@ mod tests {
             Backend::Embedded(crate::logs::embedded::EmbeddedBackend::new(index).unwrap());
         let mut cfg = crate::config::load_str("", "t").unwrap();
         cfg.max_in_flight = 1;
-        let state = AppState::new(backend, cfg);
+        let state = AppState::new(backend, Metrics::empty(&cfg.metrics), cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(listener, state.clone(), std::future::pending()));
@@ -836,7 +856,7 @@ mod tests {
             Backend::Embedded(crate::logs::embedded::EmbeddedBackend::new(index).unwrap());
         let mut cfg = crate::config::load_str("", "t").unwrap();
         cfg.request_timeout = Duration::from_millis(250);
-        let state = AppState::new(backend, cfg);
+        let state = AppState::new(backend, Metrics::empty(&cfg.metrics), cfg);
         let e = guarded(&state, std::future::pending::<Result<(), ApiError>>())
             .await
             .unwrap_err();
