@@ -2,13 +2,14 @@
 //!
 //! Backfills the fixture cluster (`BENCH_SCALE` copies of every workload; the default gives
 //! 3,010 `container_cpu_usage_seconds_total` series) into two real Prometheus replicas, then for
-//! `sum by (pod) (rate(x[5m]))` and every panel of the namespace dashboard evaluates a range query
+//! `sum by (pod) (rate(x[5m]))` and every panel of the three dashboards evaluates a range query
 //! of 241 steps (1 h at 15 s), `BENCH_RUNS` times each, and prints medians:
 //! - ours: select (remote read from both replicas), dedup, evaluation;
 //! - Prometheus 2.42: its own `execTotalTime` from `stats=all` for the same query on one replica;
 //! - ratio = (our dedup + evaluation) / Prometheus' total, and dedup's share of our select time.
 //!
-//! Run: `cargo bench -p nevermore-query --bench metrics_vs_prometheus`.
+//! Run: `cargo bench -p nevermore-query --bench metrics_vs_prometheus` (under `cargo test` it is a
+//! quick smoke run).
 
 #[path = "../tests/common/metric_servers.rs"]
 #[allow(dead_code)]
@@ -42,8 +43,11 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    let scale = env_usize("BENCH_SCALE", 215);
-    let runs = env_usize("BENCH_RUNS", 5).max(1);
+    // `cargo test --all-targets` runs this too, without `--bench`: a smoke run then (one copy of
+    // the cluster, one run), which still proves the whole path against real servers.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let scale = env_usize("BENCH_SCALE", if measuring { 215 } else { 1 });
+    let runs = env_usize("BENCH_RUNS", if measuring { 5 } else { 1 }).max(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = FixtureSpec {
         start_ms: T0,
@@ -105,10 +109,23 @@ fn main() {
         "sum by (pod) (rate(x[5m]))".to_string(),
         "sum by (pod) (rate(container_cpu_usage_seconds_total[5m]))".to_string(),
     )];
-    let ns = dashboards::by_name("namespace").expect("namespace dashboard");
-    for p in ns.render(|_| Some("shop".into())).expect("render") {
-        for (i, t) in p.targets.iter().enumerate() {
-            queries.push((format!("namespace/{}#{}", p.id, i + 1), t.expr.clone()));
+    // Every panel of the three dashboards: namespace shop, its frontend Deployment, one pod.
+    let vars = |name: &str| -> Option<String> {
+        Some(
+            match name {
+                "namespace" => "shop",
+                "workload" => "frontend",
+                "type" => "deployment",
+                _ => "redis-0",
+            }
+            .into(),
+        )
+    };
+    for d in dashboards::all() {
+        for p in d.render(vars).expect("render") {
+            for (i, t) in p.targets.iter().enumerate() {
+                queries.push((format!("{}/{}#{}", d.name, p.id, i + 1), t.expr.clone()));
+            }
         }
     }
 

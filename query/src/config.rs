@@ -144,6 +144,16 @@ impl Default for MetricsConfig {
     }
 }
 
+/// A credential: `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum UpstreamConfig {
     /// Prometheus remote read (`POST /api/v1/read`).
@@ -151,7 +161,7 @@ pub enum UpstreamConfig {
         name: String,
         url: String,
         timeout: Duration,
-        bearer_token: Option<String>,
+        bearer_token: Option<Secret>,
         streamed: bool,
     },
     /// VictoriaMetrics' export API (single node, or vmselect with its URL prefix).
@@ -159,7 +169,7 @@ pub enum UpstreamConfig {
         name: String,
         url: String,
         timeout: Duration,
-        bearer_token: Option<String>,
+        bearer_token: Option<Secret>,
     },
     /// OpenMetrics files with timestamps, loaded at start.
     Static { name: String, paths: Vec<PathBuf> },
@@ -337,6 +347,13 @@ fn validate(raw: RawFile, file: &str) -> Result<ServeConfig, ConfigError> {
                 "a tenant needs at least one namespace".into(),
             ));
         }
+        // An empty name would match records and series without a namespace (cluster-wide ones).
+        if t.namespaces.iter().any(|n| n.trim().is_empty()) {
+            return Err(invalid(
+                &format!("tenants[{i}].namespaces"),
+                "a namespace name cannot be empty".into(),
+            ));
+        }
         tenants.push(Tenant {
             token: t.token,
             namespaces: t.namespaces.into_iter().collect(),
@@ -453,7 +470,7 @@ fn validate_metrics(
                     name: name.unwrap_or_else(|| url.clone()),
                     url: url.trim_end_matches('/').to_string(),
                     timeout: timeout(timeout_ms)?,
-                    bearer_token,
+                    bearer_token: bearer_token.map(Secret),
                     streamed,
                 }
             }
@@ -468,7 +485,7 @@ fn validate_metrics(
                     name: name.unwrap_or_else(|| url.clone()),
                     url: url.trim_end_matches('/').to_string(),
                     timeout: timeout(timeout_ms)?,
-                    bearer_token,
+                    bearer_token: bearer_token.map(Secret),
                 }
             }
             RawUpstream::Static { paths, name } => {

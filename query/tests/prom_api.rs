@@ -19,6 +19,10 @@ struct Server {
 }
 
 async fn start(tenants: Vec<Tenant>) -> Server {
+    start_with(tenants, Vec::new()).await
+}
+
+async fn start_with(tenants: Vec<Tenant>, extra: Vec<UpstreamConfig>) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("cluster.om");
     let spec = FixtureSpec {
@@ -33,10 +37,12 @@ async fn start(tenants: Vec<Tenant>) -> Server {
     let mut cfg = nevermore_query::config::load_str("", "api").expect("defaults");
     cfg.tenants = tenants;
     cfg.metrics = MetricsConfig {
-        upstreams: vec![UpstreamConfig::Static {
+        upstreams: std::iter::once(UpstreamConfig::Static {
             name: "fixture".into(),
             paths: vec![file],
-        }],
+        })
+        .chain(extra)
+        .collect(),
         ..MetricsConfig::default()
     };
     let base = common::metric_servers::serve_query(cfg).await;
@@ -477,5 +483,90 @@ async fn dashboards_evaluate_and_export() {
             .as_str()
             .expect("expr")
             .contains("$namespace")
+    );
+}
+
+/// An upstream that accepts connections and never answers: with partial responses the query
+/// answers from the others before its deadline, with a warning; without, a timeout.
+#[tokio::test]
+async fn a_hung_upstream_gives_a_partial_answer_in_time() {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", hung.local_addr().expect("addr"));
+    // Keep accepted connections open, unanswered.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hung.incoming() {
+            held.push(c);
+        }
+    });
+    let s = start_with(
+        Vec::new(),
+        vec![UpstreamConfig::Prometheus {
+            name: "hung".into(),
+            url,
+            timeout: std::time::Duration::from_secs(60),
+            bearer_token: None,
+            streamed: true,
+        }],
+    )
+    .await;
+    let t = at(30);
+    let started = std::time::Instant::now();
+    let (status, v) = s
+        .get(
+            "/api/v1/query",
+            &[
+                ("query", "count(kube_pod_info)"),
+                ("time", &t),
+                ("timeout", "2s"),
+            ],
+        )
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["result"][0]["value"][1], "13", "{v}");
+    let w = v["warnings"][0].as_str().expect("a warning");
+    assert!(w.contains("hung"), "{w}");
+    let (status, v) = s
+        .get(
+            "/api/v1/query",
+            &[
+                ("query", "count(kube_pod_info)"),
+                ("time", &t),
+                ("timeout", "1s"),
+                ("partial_response", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["errorType"], "timeout", "{v}");
+}
+
+#[tokio::test]
+async fn metadata_limits_truncate_with_a_warning() {
+    let s = start(Vec::new()).await;
+    let (status, v) = s
+        .get(
+            "/api/v1/label/__name__/values",
+            &[("start", &at(0)), ("end", &at(60)), ("limit", "2")],
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"].as_array().expect("values").len(), 2);
+    assert_eq!(v["warnings"][0], "results truncated due to limit");
+    let (status, v) = s
+        .get("/api/v1/series", &[("match[]", "kube_pod_info{")])
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("invalid parameter \"match[]\""),
+        "{v}"
     );
 }

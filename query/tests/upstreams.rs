@@ -440,6 +440,8 @@ async fn external_label_matchers_on_prometheus() {
         (vec![m("replica", "!=", "b")], true),
         (vec![m("replica", "!~", "a")], false),
         (vec![m("replica", "!~", "b|c")], true),
+        // Empty means absent, which `a` is not.
+        (vec![m("replica", "=", "")], false),
     ];
     for (u, extra) in env.upstreams.iter().take(2) {
         for (ms, all) in &cases {
@@ -757,5 +759,504 @@ async fn error_paths() {
             ),
             "{e:?}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Index lookups: series, label names, label values
+
+/// Selector lists for the index lookups: several selectors are ORed, matchers in one ANDed.
+fn index_selections() -> Vec<(&'static str, Vec<Vec<Matcher>>)> {
+    vec![
+        ("every series", vec![]),
+        (
+            "name",
+            vec![vec![m("__name__", "=", "http_requests_total")]],
+        ),
+        (
+            "name regex",
+            vec![vec![m("__name__", "=~", "temp.*|late_gauge")]],
+        ),
+        (
+            "external label and more",
+            vec![vec![
+                m("replica", "=", "a"),
+                m("__name__", "=", "http_requests_total"),
+                m("code", "!=", "200"),
+            ]],
+        ),
+        (
+            "external label by regex",
+            vec![vec![m("replica", "=~", "a|b"), m("job", "=", "api")]],
+        ),
+        ("external label alone", vec![vec![m("replica", "=", "a")]]),
+        // Holds everywhere: `a` on Prometheus, absent elsewhere.
+        (
+            "external label not equal",
+            vec![vec![
+                m("__name__", "=", "temperature_celsius"),
+                m("replica", "!=", "b"),
+            ]],
+        ),
+        ("external label absent", vec![vec![m("replica", "=", "")]]),
+        (
+            "external label elsewhere",
+            vec![vec![m("replica", "=", "b"), m("job", "=", "api")]],
+        ),
+        (
+            "two selectors",
+            vec![
+                vec![m("__name__", "=", "big_counter_total")],
+                vec![m("room", "=", "kitchen")],
+                vec![m("replica", "=", "b")],
+            ],
+        ),
+        (
+            "escaped label value",
+            vec![vec![m("path", "=", "/a \"b\"\\c\nd")]],
+        ),
+        (
+            "empty value means absent",
+            vec![vec![m("__name__", "=~", ".+"), m("job", "=", "")]],
+        ),
+        (
+            "nothing matches",
+            vec![vec![m("__name__", "=", "no_such_metric")]],
+        ),
+    ]
+}
+
+/// Label names asked for values (`replica` is Prometheus' external label).
+const VALUE_NAMES: [&str; 6] = ["__name__", "job", "code", "room", "path", "replica"];
+
+/// What an exact index over `series` (plus `extra` labels on each) answers: the label sets of
+/// the series matching any selector (every series for none) with a sample in the window.
+fn expected_index(
+    series: &[Series],
+    extra: &[(&str, &str)],
+    selectors: &[Vec<Matcher>],
+    start: i64,
+    end: i64,
+) -> Vec<Labels> {
+    let mut out: Vec<Labels> = series
+        .iter()
+        .filter(|s| s.samples.iter().any(|x| x.t >= start && x.t <= end))
+        .map(|s| {
+            let mut labels = s.labels.clone();
+            for (k, v) in extra {
+                labels.set(k, v);
+            }
+            labels
+        })
+        .filter(|l| selectors.is_empty() || selectors.iter().any(|s| l.matches(s)))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn names_of(series: &[Labels]) -> Vec<String> {
+    let mut out: Vec<String> = series
+        .iter()
+        .flat_map(|l| l.iter().map(|l| l.name.clone()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn values_of(series: &[Labels], name: &str) -> Vec<String> {
+    let mut out: Vec<String> = series
+        .iter()
+        .filter_map(|l| l.get(name).map(str::to_string))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The three answers of one upstream for one selection and window.
+async fn index_answers(
+    u: &Upstream,
+    selectors: &[Vec<Matcher>],
+    start: i64,
+    end: i64,
+    context: &str,
+) -> (Vec<Labels>, Vec<String>, Vec<(&'static str, Vec<String>)>) {
+    let fail = |e: UpstreamError| -> ! { panic!("{}: {context}: {e}", u.name()) };
+    let series = u
+        .series(selectors, start, end)
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let names = u
+        .label_names(selectors, start, end)
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let mut values = Vec::new();
+    for name in VALUE_NAMES {
+        let v = u
+            .label_values(name, selectors, start, end)
+            .await
+            .unwrap_or_else(|e| fail(e));
+        values.push((name, v));
+    }
+    (series, names, values)
+}
+
+fn is_sorted_unique<T: Ord>(v: &[T]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
+
+fn is_subset<T: Ord>(small: &[T], big: &[T]) -> bool {
+    small.iter().all(|x| big.binary_search(x).is_ok())
+}
+
+/// Over a window holding all the fixture, every upstream's index answers are exactly the
+/// fixture's (Prometheus' with its external label): the same series, names and values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_lookups_agree_with_the_fixture() {
+    let env = env();
+    let (start, end) = (t_ms(0) - 3_600_000, t_ms(POINTS) + 3_600_000);
+    let mut nonempty = 0;
+    for (what, selectors) in index_selections() {
+        let mut without_replica: Vec<(String, Vec<Labels>)> = Vec::new();
+        for (u, extra) in &env.upstreams {
+            let context = format!("{}: {what}", u.name());
+            let want = expected_index(&env.series, extra, &selectors, start, end);
+            let (series, names, values) = index_answers(u, &selectors, start, end, &context).await;
+            assert_eq!(series, want, "{context}: series");
+            assert_eq!(names, names_of(&want), "{context}: label names");
+            for (name, v) in values {
+                assert_eq!(v, values_of(&want, name), "{context}: values of {name}");
+            }
+            nonempty += usize::from(!want.is_empty());
+            without_replica.push((
+                u.name().to_string(),
+                series.iter().map(|l| l.without(&["replica"])).collect(),
+            ));
+        }
+        // Where the external label is not asked about, all agree once it is stripped.
+        if !selectors.iter().flatten().any(|m| m.name == "replica") {
+            for (name, s) in &without_replica[1..] {
+                assert_eq!(
+                    s, &without_replica[0].1,
+                    "{what}: {name} vs {}",
+                    without_replica[0].0
+                );
+            }
+        }
+    }
+    assert!(nonempty > 20, "{nonempty}");
+    // Every series and every name: the fixture is all there.
+    let all = expected_index(&env.series, &[], &[], start, end);
+    assert_eq!(all.len(), env.series.len());
+    assert!(names_of(&all).len() > 6);
+}
+
+/// Narrower windows: the servers answer from their index, by chunk or block (Prometheus) or
+/// by day (VictoriaMetrics), so they may name series without a sample in the window, but never
+/// miss one that has, nor name one outside the selection. The static files are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_lookups_cover_narrow_windows() {
+    let env = env();
+    let (all_start, all_end) = (t_ms(0) - 3_600_000, t_ms(POINTS) + 3_600_000);
+    for (what, selectors) in index_selections() {
+        for (window, start, end) in windows() {
+            for (u, extra) in &env.upstreams {
+                let context = format!("{}: {what} over {window}", u.name());
+                let exact = expected_index(&env.series, extra, &selectors, start, end);
+                let whole = expected_index(&env.series, extra, &selectors, all_start, all_end);
+                let (series, names, values) =
+                    index_answers(u, &selectors, start, end, &context).await;
+                assert!(is_sorted_unique(&series), "{context}: {series:?}");
+                assert!(is_sorted_unique(&names), "{context}: {names:?}");
+                if let Upstream::Static(_) = u {
+                    assert_eq!(series, exact, "{context}");
+                    assert_eq!(names, names_of(&exact), "{context}");
+                }
+                assert!(is_subset(&exact, &series), "{context}: series missing");
+                assert!(is_subset(&series, &whole), "{context}: series {series:?}");
+                assert!(is_subset(&names_of(&exact), &names), "{context}: names");
+                assert!(is_subset(&names, &names_of(&whole)), "{context}: {names:?}");
+                for (name, v) in values {
+                    assert!(is_sorted_unique(&v), "{context}: {name}: {v:?}");
+                    assert!(is_subset(&values_of(&exact, name), &v), "{context}: {name}");
+                    assert!(
+                        is_subset(&v, &values_of(&whole, name)),
+                        "{context}: {name}: {v:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The granularity the servers answer with, as documented in `index_api`: `late_gauge` has
+/// samples only in the fixture's second hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_granularity_of_the_servers() {
+    let env = env();
+    let late = vec![vec![m("__name__", "=", "late_gauge")]];
+    let first_half_hour = (t_ms(0), t_ms(120) - 1);
+    let (prom, vm, stat) = (
+        &env.upstreams[0].0,
+        &env.upstreams[2].0,
+        &env.upstreams[3].0,
+    );
+    let (s, e) = first_half_hour;
+    // Static files: exact. Prometheus' series: by chunk, and the first chunk of `late_gauge`
+    // starts at its first sample.
+    assert!(stat.series(&late, s, e).await.unwrap().is_empty());
+    assert!(prom.series(&late, s, e).await.unwrap().is_empty());
+    // Prometheus' label names: by block (the backfilled block spans both hours).
+    assert!(!prom.label_names(&late, s, e).await.unwrap().is_empty());
+    // VictoriaMetrics: by day.
+    assert_eq!(vm.series(&late, s, e).await.unwrap().len(), 1);
+    // A day before the data, VictoriaMetrics finds nothing; two hours before, on the same day,
+    // it finds every series.
+    let day = 86_400_000;
+    assert!(
+        vm.series(&[], t_ms(0) - 2 * day, t_ms(0) - day - 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let before = (t_ms(0) - 7_200_000, t_ms(0) - 1);
+    assert!(
+        prom.series(&[], before.0, before.1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        vm.series(&[], before.0, before.1).await.unwrap().len(),
+        env.series.len()
+    );
+}
+
+/// Raw protocol facts the clients rely on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_endpoints_of_the_servers() {
+    let env = env();
+    let client = reqwest::Client::new();
+    let form = [
+        ("match[]", r#"{__name__="http_requests_total"}"#),
+        ("start", "1700000000"),
+        ("end", "1700007200"),
+    ];
+    // Prometheus takes label values by GET only; VictoriaMetrics by POST as well.
+    let post = |base: &str| {
+        client
+            .post(format!("{base}/api/v1/label/job/values"))
+            .form(&form)
+            .send()
+    };
+    assert_eq!(post(&env.prom_url).await.unwrap().status(), 405);
+    assert_eq!(post(&env.vm_url).await.unwrap().status(), 200);
+    // With `match[]`, VictoriaMetrics names `__name__` although nothing matches.
+    let none = [
+        ("match[]", r#"{__name__="no_such_metric"}"#),
+        ("start", "1700000000"),
+        ("end", "1700007200"),
+    ];
+    let text = client
+        .post(format!("{}/api/v1/labels", env.vm_url))
+        .form(&none)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.trim(), r#"{"status":"success","data":["__name__"]}"#);
+    // Prometheus' HTTP API knows nothing of its external labels.
+    let ext = [
+        ("match[]", r#"{replica="a"}"#),
+        ("start", "1700000000"),
+        ("end", "1700007200"),
+    ];
+    let text = client
+        .post(format!("{}/api/v1/series", env.prom_url))
+        .form(&ext)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.trim(), r#"{"status":"success","data":[]}"#);
+}
+
+/// Selectors too long for a URL: Prometheus' label values come from its series instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_selectors_for_label_values() {
+    let env = env();
+    let (start, end) = (t_ms(0), t_ms(POINTS));
+    let selectors: Vec<Vec<Matcher>> = (0..300)
+        .map(|i| {
+            vec![
+                m("__name__", "=~", "http_requests_total|big_counter_total"),
+                m("code", "!=", &format!("x{i:04}")),
+            ]
+        })
+        .collect();
+    for (u, extra) in &env.upstreams {
+        let want = expected_index(&env.series, extra, &selectors, start, end);
+        for name in ["job", "code", "replica"] {
+            let got = u.label_values(name, &selectors, start, end).await.unwrap();
+            assert_eq!(got, values_of(&want, name), "{}: {name}", u.name());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_error_paths() {
+    let env = env();
+    let client = reqwest::Client::new();
+    let (start, end) = (t_ms(0), t_ms(POINTS));
+    let sel = vec![vec![m("__name__", "=", "http_requests_total")]];
+
+    // The server's own explanation, not its JSON envelope.
+    let bad = vec![vec![
+        m("__name__", "=", "http_requests_total"),
+        m("job", "=~", "a{1001}"),
+    ]];
+    for ((u, _), want_status) in env.upstreams[..3].iter().zip([400, 400, 422]) {
+        for (what, r) in [
+            ("series", u.series(&bad, start, end).await.map(drop)),
+            ("labels", u.label_names(&bad, start, end).await.map(drop)),
+            (
+                "values",
+                u.label_values("job", &bad, start, end).await.map(drop),
+            ),
+        ] {
+            let e = r.unwrap_err();
+            let UpstreamError::Status {
+                status, message, ..
+            } = &e
+            else {
+                panic!("{} {what}: {e:?}", u.name());
+            };
+            assert_eq!(*status, want_status, "{} {what}: {e}", u.name());
+            assert!(
+                message.contains("invalid repeat count") && !message.starts_with('{'),
+                "{} {what}: {e}",
+                u.name()
+            );
+        }
+    }
+    // A label name Prometheus cannot hold.
+    let e = env.upstreams[0]
+        .0
+        .label_values("a-b", &sel, start, end)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, UpstreamError::Status { status: 400, message, .. } if message.contains("invalid label name")),
+        "{e:?}"
+    );
+    // A label name no selector can hold is refused before anything is sent.
+    let e = env.upstreams[2]
+        .0
+        .series(&[vec![m("a-b", "=", "x")]], start, end)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UpstreamError::BadSelection { .. }), "{e:?}");
+
+    // Nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    for u in [
+        Upstream::Prometheus(
+            RemoteRead::new("dead-prom", &dead, TIMEOUT, client.clone(), None)
+                .with_external_labels(Labels::default()),
+        ),
+        Upstream::VictoriaMetrics(VmExport::new(
+            "dead-vm",
+            &dead,
+            TIMEOUT,
+            client.clone(),
+            None,
+        )),
+    ] {
+        let e = u.label_names(&sel, start, end).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::Unreachable { .. }), "{e:?}");
+        assert_eq!(
+            e.url(),
+            Some(format!("{dead}/api/v1/labels").as_str()),
+            "{e:?}"
+        );
+    }
+
+    // A server that never answers: the timeout holds.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            open.push(s);
+        }
+    });
+    let short = Duration::from_millis(300);
+    for u in [
+        Upstream::Prometheus(RemoteRead::new(
+            "slow-prom",
+            &silent,
+            short,
+            client.clone(),
+            None,
+        )),
+        Upstream::VictoriaMetrics(VmExport::new(
+            "slow-vm",
+            &silent,
+            short,
+            client.clone(),
+            None,
+        )),
+    ] {
+        let started = std::time::Instant::now();
+        let e = u.series(&sel, start, end).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    hold.abort();
+
+    // The response cap.
+    for u in [
+        Upstream::Prometheus(
+            RemoteRead::new("small-prom", &env.prom_url, TIMEOUT, client.clone(), None)
+                .with_max_response_bytes(300),
+        ),
+        Upstream::VictoriaMetrics(
+            VmExport::new("small-vm", &env.vm_url, TIMEOUT, client.clone(), None)
+                .with_max_response_bytes(300),
+        ),
+    ] {
+        let e = u.series(&[], start, end).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                UpstreamError::TooLarge {
+                    limit_bytes: 300,
+                    ..
+                }
+            ),
+            "{}: {e:?}",
+            u.name()
+        );
+        // Small answers still pass.
+        assert_eq!(
+            u.label_values("job", &sel, start, end).await.unwrap(),
+            ["api", "web"]
+        );
+    }
+
+    // An empty window asks nothing.
+    for (u, _) in &env.upstreams {
+        assert!(u.series(&sel, end, start).await.unwrap().is_empty());
     }
 }

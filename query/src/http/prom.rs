@@ -94,6 +94,7 @@ impl From<MetricsError> for PromError {
             MetricsError::Upstream { .. } | MetricsError::Load { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            MetricsError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = match &e {
             MetricsError::Engine(EngineError::Parse { message }) => {
@@ -181,8 +182,23 @@ fn now_ms() -> Millis {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Prometheus' `parseTime`: unix seconds (with a fraction) or RFC 3339.
+/// The widest time a request may name: ±10¹¹ s (the years −1200 to 5100), so that no window
+/// arithmetic can overflow (Prometheus saturates instead).
+const MAX_ABS_TIME_MS: i64 = 100_000_000_000_000;
+
+/// Prometheus' `parseTime`: unix seconds (with a fraction) or RFC 3339, within
+/// [`MAX_ABS_TIME_MS`]; Prometheus' own spellings of its minimum and maximum time map to those
+/// bounds.
 pub fn parse_time(s: &str) -> Option<Millis> {
+    match s {
+        "-292273086-05-16T16:47:06Z" => return Some(-MAX_ABS_TIME_MS),
+        "292277025-08-18T07:12:54.999999999Z" => return Some(MAX_ABS_TIME_MS),
+        _ => {}
+    }
+    parse_time_unbounded(s).filter(|t| t.abs() <= MAX_ABS_TIME_MS)
+}
+
+fn parse_time_unbounded(s: &str) -> Option<Millis> {
     if let Ok(f) = s.parse::<f64>() {
         if !f.is_finite() {
             return None;
@@ -228,7 +244,7 @@ fn parse_prom_duration(s: &str) -> Option<Millis> {
     }
     let mut rest = s;
     let mut total: i64 = 0;
-    let mut last_unit = 0usize;
+    let mut last_unit: Option<usize> = None;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
@@ -240,10 +256,11 @@ fn parse_prom_duration(s: &str) -> Option<Millis> {
         let unit = &rest[..letters];
         rest = &rest[letters..];
         let idx = UNITS[..7].iter().position(|(u, _)| *u == unit)?;
-        if idx < last_unit || (total > 0 && idx == last_unit) {
+        // Each unit at most once, largest first.
+        if last_unit.is_some_and(|l| idx <= l) {
             return None;
         }
-        last_unit = idx;
+        last_unit = Some(idx);
         total = total.checked_add(n.checked_mul(UNITS[idx].1)?)?;
     }
     Some(total)
@@ -415,6 +432,24 @@ fn range_params(p: &Params) -> Result<(&str, QueryTime), PromError> {
     Ok((q, QueryTime { start, end, step }))
 }
 
+/// `limit` of the metadata endpoints (0 or absent: no limit).
+fn limit_param(p: &Params) -> Result<usize, PromError> {
+    match p.get("limit") {
+        None => Ok(0),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| PromError::param("limit", format!("cannot parse {v:?} to a valid limit"))),
+    }
+}
+
+/// Cuts `items` to `limit` (0: no limit) with Prometheus' warning.
+fn truncate<T>(items: &mut Vec<T>, limit: usize, warnings: &mut Vec<String>) {
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        warnings.push("results truncated due to limit".to_string());
+    }
+}
+
 /// `start`/`end` of the metadata endpoints: Prometheus' defaults are all of time.
 fn meta_range(p: &Params) -> Result<(Millis, Millis), PromError> {
     let start = time_param(p, "start", 0)?;
@@ -441,8 +476,10 @@ async fn series(
         return Err(PromError::bad_data("no match[] parameter provided"));
     }
     let (start, end) = meta_range(&p)?;
+    let limit = limit_param(&p)?;
     let opts = request_options(&st, &headers, &p)?;
-    let answer = st.metrics.series(&selectors, start, end, &opts).await?;
+    let mut answer = st.metrics.series(&selectors, start, end, &opts).await?;
+    truncate(&mut answer.data, limit, &mut answer.warnings);
     let mut out = String::from("[");
     push_list(&mut out, &answer.data, push_labels);
     out.push(']');
@@ -458,11 +495,13 @@ async fn labels(
     let _permit = permit(&st)?;
     let p = Params::from_request(raw, &headers, &body)?;
     let (start, end) = meta_range(&p)?;
+    let limit = limit_param(&p)?;
     let opts = request_options(&st, &headers, &p)?;
-    let answer = st
+    let mut answer = st
         .metrics
         .label_names(&p.all("match[]"), start, end, &opts)
         .await?;
+    truncate(&mut answer.data, limit, &mut answer.warnings);
     Ok(success(&string_array(&answer.data), &answer.warnings))
 }
 
@@ -478,11 +517,13 @@ async fn label_values(
         return Err(PromError::bad_data(format!("invalid label name: {name:?}")));
     }
     let (start, end) = meta_range(&p)?;
+    let limit = limit_param(&p)?;
     let opts = request_options(&st, &headers, &p)?;
-    let answer = st
+    let mut answer = st
         .metrics
         .label_values(&name, &p.all("match[]"), start, end, &opts)
         .await?;
+    truncate(&mut answer.data, limit, &mut answer.warnings);
     Ok(success(&string_array(&answer.data), &answer.warnings))
 }
 
@@ -657,6 +698,13 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Some(500));
         assert_eq!(parse_duration("100ms"), Some(100));
         assert_eq!(parse_duration("1m1h"), None);
+        assert_eq!(parse_duration("0s0s"), None);
+        assert_eq!(parse_duration("0y1y"), None);
+        assert_eq!(parse_time("9e15"), None);
+        assert_eq!(
+            parse_time("-292273086-05-16T16:47:06Z"),
+            Some(-MAX_ABS_TIME_MS)
+        );
         assert_eq!(parse_duration("5x"), None);
     }
 

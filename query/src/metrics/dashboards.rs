@@ -69,8 +69,28 @@ pub struct Dashboard {
 
 fn t(expr: impl Into<String>, legend: &'static str) -> Target {
     Target {
-        expr: expr.into(),
+        expr: only_active_pods(&expr.into()),
         legend,
+    }
+}
+
+/// Requests and limits of pods that are Pending or Running only: kube-state-metrics keeps the
+/// series of finished pods (completed Jobs), which kubernetes-mixin filters out the same way.
+fn only_active_pods(expr: &str) -> String {
+    static RESOURCES: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = RESOURCES.get_or_init(|| {
+        regex::Regex::new(r"kube_pod_container_resource_(?:requests|limits)\{[^}]*\}").ok()
+    });
+    match re {
+        Some(re) => re
+            .replace_all(expr, |c: &regex::Captures| {
+                format!(
+                    r#"({} * on (namespace, pod) group_left () max by (namespace, pod) (kube_pod_status_phase{{namespace="$namespace", phase=~"Pending|Running"}} == 1))"#,
+                    &c[0]
+                )
+            })
+            .into_owned(),
+        None => expr.to_string(),
     }
 }
 
@@ -524,9 +544,12 @@ impl Dashboard {
             let query = match v {
                 "namespace" => "label_values(kube_pod_info, namespace)".to_string(),
                 "pod" => "label_values(kube_pod_info{namespace=\"$namespace\"}, pod)".to_string(),
-                "workload" => {
-                    "label_values(kube_pod_owner{namespace=\"$namespace\"}, owner_name)".to_string()
-                }
+                // Workload names of the chosen type, resolved through the owner chain as the
+                // panels do (a Deployment's pods are owned by its ReplicaSets).
+                "workload" => format!(
+                    r#"query_result(count by (workload) ({} and on (workload_type) label_replace(vector(1), "workload_type", "$type", "", "")))"#,
+                    owners_all()
+                ),
                 _ => String::new(),
             };
             if v == "type" {
@@ -535,11 +558,16 @@ impl Dashboard {
                     "query": "deployment,statefulset,daemonset,job", "current": {}, "hide": 0
                 }));
             } else {
+                let regex = if v == "workload" {
+                    "/workload=\"([^\"]+)\"/"
+                } else {
+                    ""
+                };
                 templating.push(json!({
                     "name": v, "type": "query", "label": v,
                     "datasource": {"type": "prometheus", "uid": "${datasource}"},
                     "query": {"query": query, "refId": "vars"}, "refresh": 2, "current": {}, "hide": 0,
-                    "sort": 1
+                    "sort": 1, "regex": regex
                 }));
             }
         }

@@ -35,6 +35,9 @@ pub enum MetricsError {
     Timeout { phase: &'static str },
     #[error("{message}")]
     BadData { message: String },
+    /// A bug on our side (e.g. the evaluation task panicked).
+    #[error("internal error: {message}")]
+    Internal { message: String },
     #[error("loading upstream {upstream}: {source}")]
     Load {
         upstream: String,
@@ -124,7 +127,7 @@ impl Metrics {
                         url.clone(),
                         *timeout,
                         client.clone(),
-                        bearer_token.clone(),
+                        bearer_token.as_ref().map(|s| s.0.clone()),
                     )
                     .with_streamed(*streamed),
                 ),
@@ -138,7 +141,7 @@ impl Metrics {
                     url.clone(),
                     *timeout,
                     client.clone(),
-                    bearer_token.clone(),
+                    bearer_token.as_ref().map(|s| s.0.clone()),
                 )),
                 UpstreamConfig::Static { name, paths } => Upstream::Static(
                     super::upstream::openmetrics::StaticFiles::load(name.clone(), paths).map_err(
@@ -177,13 +180,24 @@ impl Metrics {
         let algo = self.algorithm(opts);
         let replica_labels = self.replica_labels(opts);
         let cancel = eval_opts.cancel.clone();
+        // A client that goes away (Grafana cancels on every refresh) drops this future: the
+        // guard then stops the blocking work too.
+        let _stop_on_drop = CancelOnDrop(cancel.clone());
         let remaining = opts.deadline.saturating_duration_since(Instant::now());
+        let samples_fetched: usize = raw.iter().flatten().map(|s| s.samples.len()).sum();
+        if samples_fetched > eval_opts.max_samples {
+            return Err(EngineError::TooManySamples {
+                limit: eval_opts.max_samples,
+            }
+            .into());
+        }
         let job = tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
-            let mut samples_fetched = 0;
             let mut prepared = Prepared::default();
             for (req, series) in plan.iter().zip(raw) {
-                samples_fetched += series.iter().map(|s| s.samples.len()).sum::<usize>();
+                if eval_opts.cancel.load(Ordering::Relaxed) {
+                    return (Err(EngineError::Cancelled), t0.elapsed(), Duration::ZERO);
+                }
                 let merged = dedup::dedup(series, &replica_labels, algo, &req.hints);
                 prepared.insert(req.key(), merged);
             }
@@ -194,24 +208,23 @@ impl Metrics {
             } else {
                 engine::eval_range(&expr, &prepared, time, &eval_opts)
             };
-            (result, dedup_time, t1.elapsed(), samples_fetched)
+            (result, dedup_time, t1.elapsed())
         });
-        let (result, dedup_time, eval_time, samples_fetched) =
-            match tokio::time::timeout(remaining, job).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(join)) => {
-                    return Err(MetricsError::BadData {
-                        message: format!("evaluation failed: {join}"),
-                    });
-                }
-                Err(_) => {
-                    // The engine checks the flag and stops; the task's result is dropped.
-                    cancel.store(true, Ordering::Relaxed);
-                    return Err(MetricsError::Timeout {
-                        phase: "evaluation",
-                    });
-                }
-            };
+        let (result, dedup_time, eval_time) = match tokio::time::timeout(remaining, job).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => {
+                return Err(MetricsError::Internal {
+                    message: format!("evaluation failed: {join}"),
+                });
+            }
+            Err(_) => {
+                // The engine checks the flag and stops; the task's result is dropped.
+                cancel.store(true, Ordering::Relaxed);
+                return Err(MetricsError::Timeout {
+                    phase: "evaluation",
+                });
+            }
+        };
         let mut evaluated = result?;
         warnings.append(&mut evaluated.warnings);
         Ok((
@@ -228,8 +241,9 @@ impl Metrics {
         ))
     }
 
-    /// The label sets of the series matching any of `selectors` in `[start, end]`, sorted, with
-    /// replica labels stripped (unless dedup is off).
+    /// The label sets of the series matching any of `selectors` in `[start, end]` (from the
+    /// upstreams' indexes, so possibly series without a sample in a narrow window, as with
+    /// Prometheus), sorted, with replica labels stripped (unless dedup is off).
     pub async fn series(
         &self,
         selectors: &[String],
@@ -237,19 +251,23 @@ impl Metrics {
         end: Millis,
         opts: &RequestOptions,
     ) -> Result<Answer<Vec<Labels>>, MetricsError> {
-        let reqs = selection_requests(selectors, start, end)?;
-        let (raw, warnings) = self.fetch(&reqs, opts).await?;
-        let replica_labels = self.replica_labels(opts);
-        let mut sets = BTreeSet::new();
-        for series in raw.into_iter().flatten() {
-            let labels = if opts.dedup {
-                let names: Vec<&str> = replica_labels.iter().map(String::as_str).collect();
-                series.labels.without(&names)
-            } else {
-                series.labels
-            };
-            sets.insert(labels);
-        }
+        let sel = self.selectors(selectors, opts)?;
+        let (answers, warnings) = self
+            .each_upstream(opts, |u| u.series(&sel, start, end))
+            .await?;
+        let strip = self.stripped(opts);
+        let names: Vec<&str> = strip.iter().map(String::as_str).collect();
+        let sets: BTreeSet<Labels> = answers
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                if names.is_empty() {
+                    l
+                } else {
+                    l.without(&names)
+                }
+            })
+            .collect();
         Ok(Answer {
             data: sets.into_iter().collect(),
             warnings,
@@ -264,15 +282,19 @@ impl Metrics {
         end: Millis,
         opts: &RequestOptions,
     ) -> Result<Answer<Vec<String>>, MetricsError> {
-        let series = self.series(&or_all(selectors), start, end, opts).await?;
-        let names: BTreeSet<String> = series
-            .data
-            .iter()
-            .flat_map(|l| l.iter().map(|l| l.name.clone()))
+        let sel = self.selectors(selectors, opts)?;
+        let (answers, warnings) = self
+            .each_upstream(opts, |u| u.label_names(&sel, start, end))
+            .await?;
+        let strip = self.stripped(opts);
+        let names: BTreeSet<String> = answers
+            .into_iter()
+            .flatten()
+            .filter(|n| !strip.contains(n))
             .collect();
         Ok(Answer {
             data: names.into_iter().collect(),
-            warnings: series.warnings,
+            warnings,
         })
     }
 
@@ -285,22 +307,128 @@ impl Metrics {
         end: Millis,
         opts: &RequestOptions,
     ) -> Result<Answer<Vec<String>>, MetricsError> {
-        let selectors = if selectors.is_empty() {
-            // Only series that have the label: `{name!=""}`.
-            vec![format!("{{{name}!=\"\"}}")]
-        } else {
-            selectors.to_vec()
-        };
-        let series = self.series(&selectors, start, end, opts).await?;
-        let values: BTreeSet<String> = series
-            .data
-            .iter()
-            .filter_map(|l| l.get(name).map(str::to_string))
-            .collect();
+        let sel = self.selectors(selectors, opts)?;
+        if self.stripped(opts).iter().any(|r| r == name) {
+            // A replica label does not exist after dedup.
+            return Ok(Answer {
+                data: Vec::new(),
+                warnings: Vec::new(),
+            });
+        }
+        let (answers, warnings) = self
+            .each_upstream(opts, |u| u.label_values(name, &sel, start, end))
+            .await?;
+        let values: BTreeSet<String> = answers.into_iter().flatten().collect();
         Ok(Answer {
             data: values.into_iter().collect(),
-            warnings: series.warnings,
+            warnings,
         })
+    }
+
+    /// `match[]` selectors as matcher lists, each with the tenancy matcher; no selector with
+    /// tenancy = the tenancy matcher alone.
+    fn selectors(
+        &self,
+        selectors: &[String],
+        opts: &RequestOptions,
+    ) -> Result<Vec<Vec<Matcher>>, MetricsError> {
+        let mut out: Vec<Vec<Matcher>> = if selectors.is_empty() {
+            Vec::new()
+        } else {
+            selection_requests(selectors, 0, 0)?
+                .into_iter()
+                .map(|r| r.matchers)
+                .collect()
+        };
+        if let Some(ns) = &opts.namespaces {
+            let m = namespace_matcher(ns)?;
+            if out.is_empty() {
+                out.push(vec![m]);
+            } else {
+                for ms in &mut out {
+                    ms.push(m.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The labels a request strips from metadata answers: the replica labels, with dedup on.
+    fn stripped(&self, opts: &RequestOptions) -> Vec<String> {
+        self.replica_labels(opts)
+    }
+
+    /// One call per upstream, concurrently, each within the request's deadline; the answers of
+    /// those that answered, and the warnings (or the error) of those that did not.
+    async fn each_upstream<'a, T, F, Fut>(
+        &'a self,
+        opts: &RequestOptions,
+        call: F,
+    ) -> Result<(Vec<T>, Vec<String>), MetricsError>
+    where
+        F: Fn(&'a Upstream) -> Fut,
+        Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+    {
+        if self.upstreams.is_empty() {
+            return Ok((
+                Vec::new(),
+                vec!["no metric upstreams are configured".into()],
+            ));
+        }
+        let deadline = fetch_deadline(opts);
+        let calls = self.upstreams.iter().map(|u| {
+            let f = call(u);
+            async move {
+                match tokio::time::timeout_at(deadline, f).await {
+                    Ok(answer) => answer.map_err(Failure::Error),
+                    Err(_) => Err(Failure::Deadline),
+                }
+            }
+        });
+        let results = join_all(calls).await;
+        let mut answers = Vec::new();
+        let mut failed = BTreeMap::new();
+        for (u, r) in self.upstreams.iter().zip(results) {
+            match r {
+                Ok(t) => answers.push(t),
+                Err(f) => {
+                    failed.insert(u.name().to_string(), f);
+                }
+            }
+        }
+        let warnings = self.settle(failed, !answers.is_empty(), opts)?;
+        Ok((answers, warnings))
+    }
+
+    /// What failed upstreams mean for the answer: warnings when partial answers are allowed and
+    /// some upstream answered, the first failure as the error otherwise.
+    fn settle(
+        &self,
+        failed: BTreeMap<String, Failure>,
+        some_answered: bool,
+        opts: &RequestOptions,
+    ) -> Result<Vec<String>, MetricsError> {
+        let mut warnings = Vec::new();
+        if failed.is_empty() {
+            return Ok(warnings);
+        }
+        let partial = opts.partial_response.unwrap_or(self.cfg.partial_response);
+        if !partial || !some_answered {
+            return Err(match failed.into_iter().next() {
+                Some((_, Failure::Error(e))) => MetricsError::Upstream { source: e },
+                _ => MetricsError::Timeout { phase: "select" },
+            });
+        }
+        for (name, e) in &failed {
+            tracing::warn!(upstream = %name, error = %e, "upstream failed, answering partially");
+            // A tenant learns which upstream failed, not its address or its error text.
+            if opts.namespaces.is_some() {
+                warnings.push(format!("partial response: upstream {name} failed"));
+            } else {
+                warnings.push(format!("partial response: upstream {name} failed: {e}"));
+            }
+        }
+        Ok(warnings)
     }
 
     fn eval_options(&self) -> EvalOptions {
@@ -349,29 +477,33 @@ impl Metrics {
             .iter()
             .map(|r| restrict(r, opts.namespaces.as_ref()))
             .collect::<Result<_, _>>()?;
+        // Each call has its own deadline (the request's), so that an upstream that hangs becomes
+        // a failed upstream (a warning with partial responses) while the others' answers stay.
+        // A semaphore bounds the calls in flight per request.
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT));
+        let deadline = fetch_deadline(opts);
         let calls = reqs.iter().flat_map(|r| {
-            self.upstreams
-                .iter()
-                .map(move |u| async move { u.select(r).await })
+            let limit = limit.clone();
+            self.upstreams.iter().map(move |u| {
+                let limit = limit.clone();
+                async move {
+                    let _permit = limit.acquire_owned().await;
+                    match tokio::time::timeout_at(deadline, u.select(r)).await {
+                        Ok(answer) => answer.map_err(Failure::Error),
+                        Err(_) => Err(Failure::Deadline),
+                    }
+                }
+            })
         });
-        let remaining = opts.deadline.saturating_duration_since(Instant::now());
-        let results = tokio::time::timeout(remaining, join_all(calls))
-            .await
-            .map_err(|_| MetricsError::Timeout { phase: "select" })?;
-        let partial = opts.partial_response.unwrap_or(self.cfg.partial_response);
-        let n = self.upstreams.len();
+        let results = join_all(calls).await;
         let mut out: Vec<Vec<Series>> = Vec::with_capacity(reqs.len());
-        let mut failed: BTreeMap<String, UpstreamError> = BTreeMap::new();
-        let mut answered = BTreeSet::new();
+        let mut failed: BTreeMap<String, Failure> = BTreeMap::new();
         let mut results = results.into_iter();
         for _ in &reqs {
             let mut all = Vec::new();
             for u in &self.upstreams {
                 match results.next() {
-                    Some(Ok(mut series)) => {
-                        answered.insert(u.name().to_string());
-                        all.append(&mut series);
-                    }
+                    Some(Ok(mut series)) => all.append(&mut series),
                     Some(Err(e)) => {
                         failed.entry(u.name().to_string()).or_insert(e);
                     }
@@ -380,23 +512,35 @@ impl Metrics {
             }
             out.push(all);
         }
-        debug_assert!(n > 0);
-        if !failed.is_empty() {
-            let some_answered = answered.iter().any(|a| !failed.contains_key(a));
-            if !partial || !some_answered {
-                if let Some((_, e)) = failed.into_iter().next() {
-                    return Err(MetricsError::Upstream { source: e });
-                }
-                return Ok((out, warnings));
-            }
-            for (name, e) in &failed {
-                tracing::warn!(upstream = %name, error = %e, "upstream failed, answering partially");
-                warnings.push(format!("partial response: upstream {name} failed: {e}"));
-            }
-        }
+        // An upstream that failed any selection counts as failed for the whole answer.
+        let some_answered = self
+            .upstreams
+            .iter()
+            .any(|u| !failed.contains_key(u.name()));
+        warnings.extend(self.settle(failed, some_answered, opts)?);
         Ok((out, warnings))
     }
 }
+
+/// Why an upstream gave no answer.
+#[derive(Debug)]
+enum Failure {
+    Error(UpstreamError),
+    /// Still running at the request's deadline.
+    Deadline,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Error(e) => e.fmt(f),
+            Failure::Deadline => f.write_str("no answer before the request's deadline"),
+        }
+    }
+}
+
+/// Upstream calls in flight at once for one request.
+const MAX_CALLS_IN_FLIGHT: usize = 16;
 
 /// `[]` → every series (`{__name__=~".+"}`).
 fn or_all(selectors: &[String]) -> Vec<String> {
@@ -415,7 +559,9 @@ fn selection_requests(
 ) -> Result<Vec<SelectRequest>, MetricsError> {
     let mut out = Vec::new();
     for s in or_all(selectors) {
-        let expr = engine::parse(&s)?;
+        let expr = engine::parse(&s).map_err(|e| MetricsError::BadData {
+            message: format!("invalid parameter \"match[]\": {e}"),
+        })?;
         let matchers = match expr {
             engine::Expr::VectorSelector(vs) => {
                 let mut ms: Vec<Matcher> = vs.matchers.matchers.clone();
@@ -455,23 +601,44 @@ fn selection_requests(
     Ok(out)
 }
 
-/// Adds the tenancy matcher `namespace=~"^(a|b)$"` to a selection.
+/// The tenancy matcher `namespace=~"a|b"` (anchored, as every PromQL regex).
+fn namespace_matcher(namespaces: &BTreeSet<String>) -> Result<Matcher, MetricsError> {
+    let alternatives: Vec<String> = namespaces.iter().map(|n| regex::escape(n)).collect();
+    let pattern = alternatives.join("|");
+    let re =
+        regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| MetricsError::Internal {
+            message: format!("tenancy matcher: {e}"),
+        })?;
+    Ok(Matcher::new(MatchOp::Re(re), "namespace", &pattern))
+}
+
+/// Adds the tenancy matcher to a selection.
 fn restrict(
     req: &SelectRequest,
     namespaces: Option<&BTreeSet<String>>,
 ) -> Result<SelectRequest, MetricsError> {
     let mut req = req.clone();
     if let Some(ns) = namespaces {
-        let alternatives: Vec<String> = ns.iter().map(|n| regex::escape(n)).collect();
-        let pattern = alternatives.join("|");
-        let re =
-            regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| MetricsError::BadData {
-                message: format!("tenancy matcher: {e}"),
-            })?;
-        req.matchers
-            .push(Matcher::new(MatchOp::Re(re), "namespace", &pattern));
+        req.matchers.push(namespace_matcher(ns)?);
     }
     Ok(req)
+}
+
+/// Upstream calls may use 90 % of what is left of the request, so that evaluation still has
+/// time after an upstream that hangs.
+fn fetch_deadline(opts: &RequestOptions) -> tokio::time::Instant {
+    let left = opts.deadline.saturating_duration_since(Instant::now());
+    tokio::time::Instant::now() + left.mul_f64(0.9)
+}
+
+/// Sets the cancel flag when dropped.
+#[derive(Debug)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The selections of one query, deduplicated, by [`SelectRequest::key`].

@@ -84,8 +84,10 @@ pub fn dedup(
             (key, replica, s)
         })
         .collect();
-    // The replica labels order the replicas of a group, which makes ties deterministic.
-    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    // The replica labels order the replicas of a group, which makes ties deterministic. Each
+    // upstream answers in label order, so the input is a few sorted runs: the stable sort merges
+    // runs instead of sorting from scratch.
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
 
     let mut out = Vec::with_capacity(keyed.len());
     let mut group: Vec<Series> = Vec::new();

@@ -3,6 +3,7 @@
 //! in the window, labels as the upstream has them (external labels included: dedup strips
 //! them), values bit-exact (stale markers survive).
 
+mod index_api;
 pub mod openmetrics;
 pub mod prompb;
 pub mod remote_read;
@@ -13,7 +14,9 @@ pub use openmetrics::StaticFiles;
 pub use remote_read::{RemoteRead, ResponseType};
 pub use victoriametrics::VmExport;
 
-use nevermore_promql::model::{SelectRequest, Series, StorageError};
+use nevermore_promql::model::{
+    Labels, MatchOp, Matcher, Millis, SelectRequest, Series, StorageError,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,6 +51,55 @@ impl Upstream {
             Upstream::Prometheus(u) => u.select(req).await,
             Upstream::VictoriaMetrics(u) => u.select(req).await,
             Upstream::Static(u) => Ok(u.select(req)),
+        }
+    }
+
+    /// Label sets of the series matching any of `selectors` (each a list of matchers, ANDed;
+    /// every series when there is none) with samples in `[start, end]` (ms), sorted, each once.
+    /// Index-only on the server, which answers at its index's granularity: Prometheus by chunk
+    /// (up to 120 samples, within one block), VictoriaMetrics by whole days, so series with
+    /// samples only near the window may be included; none with a sample in it is missed. Prometheus' answers carry its external labels, as in `select`.
+    pub async fn series(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<Labels>, UpstreamError> {
+        match self {
+            Upstream::Prometheus(u) => u.series(selectors, start, end).await,
+            Upstream::VictoriaMetrics(u) => u.series(selectors, start, end).await,
+            Upstream::Static(u) => Ok(u.series_matching(selectors, start, end)),
+        }
+    }
+
+    /// Label names over those series (every series when `selectors` is empty), sorted, each
+    /// once. Prometheus answers by block (two hours or more) here.
+    pub async fn label_names(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<String>, UpstreamError> {
+        match self {
+            Upstream::Prometheus(u) => u.label_names(selectors, start, end).await,
+            Upstream::VictoriaMetrics(u) => u.label_names(selectors, start, end).await,
+            Upstream::Static(u) => Ok(u.label_names(selectors, start, end)),
+        }
+    }
+
+    /// Values of label `name` over those series (every series when `selectors` is empty),
+    /// sorted, each once.
+    pub async fn label_values(
+        &self,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<String>, UpstreamError> {
+        match self {
+            Upstream::Prometheus(u) => u.label_values(name, selectors, start, end).await,
+            Upstream::VictoriaMetrics(u) => u.label_values(name, selectors, start, end).await,
+            Upstream::Static(u) => Ok(u.label_values(name, selectors, start, end)),
         }
     }
 }
@@ -293,6 +345,78 @@ impl Endpoint {
     }
 }
 
+/// Milliseconds as the seconds the HTTP APIs take, e.g. `1700000000.123`.
+pub(crate) fn seconds(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let a = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", a / 1000, a % 1000)
+}
+
+/// A selector for every series (both HTTP APIs refuse `{}`).
+pub(crate) const EVERY_SERIES: &str = r#"{__name__!=""}"#;
+
+/// The series selector for the matchers, e.g. `{__name__="up",job=~"api|web"}`, as
+/// Prometheus' and VictoriaMetrics' HTTP APIs take it.
+pub fn selector(matchers: &[Matcher]) -> Result<String, String> {
+    if matchers.is_empty() {
+        return Ok(EVERY_SERIES.to_string());
+    }
+    let mut out = String::from("{");
+    for (i, m) in matchers.iter().enumerate() {
+        if !is_label_name(&m.name) {
+            return Err(format!("label name {:?} cannot be sent", m.name));
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&m.name);
+        out.push_str(match m.op {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Re(_) => "=~",
+            MatchOp::NotRe(_) => "!~",
+        });
+        quote_into(&m.value, &mut out);
+    }
+    // Prometheus refuses a selector whose every matcher accepts the empty value; every series
+    // has a name, so this one changes nothing else.
+    if matchers.iter().all(|m| m.is_match("")) {
+        out.push_str(r#",__name__!="""#);
+    }
+    out.push('}');
+    Ok(out)
+}
+
+pub(crate) fn is_label_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// A double-quoted string literal as PromQL/MetricsQL read it.
+fn quote_into(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Sorted, each once.
+pub(crate) fn sorted_unique<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Drops samples outside `[start, end]` (samples sorted by time).
 pub(crate) fn trim(samples: &mut Vec<nevermore_promql::model::Sample>, start: i64, end: i64) {
     let lo = samples.partition_point(|s| s.t < start);
@@ -331,4 +455,44 @@ pub(super) fn merge_duplicates(mut series: Vec<Series>) -> Vec<Series> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn re(name: &str, v: &str) -> Matcher {
+        Matcher::new(
+            MatchOp::Re(regex::Regex::new(&format!("^(?:{v})$")).unwrap()),
+            name,
+            v,
+        )
+    }
+
+    #[test]
+    fn selectors_escape_values() {
+        let ms = vec![
+            Matcher::new(MatchOp::Equal, "__name__", "up"),
+            Matcher::new(MatchOp::NotEqual, "a", "x\"y\\z\nw\t\u{1}"),
+            re("b", r"a\.b|c"),
+        ];
+        assert_eq!(
+            selector(&ms).unwrap(),
+            r#"{__name__="up",a!="x\"y\\z\nw\t\u0001",b=~"a\\.b|c"}"#
+        );
+        assert_eq!(selector(&[]).unwrap(), r#"{__name__!=""}"#);
+        assert!(selector(&[Matcher::new(MatchOp::Equal, "a-b", "x")]).is_err());
+        // Matchers that all accept the empty value get a name matcher (Prometheus wants one).
+        assert_eq!(
+            selector(&[re("job", ".*"), Matcher::new(MatchOp::NotEqual, "a", "x")]).unwrap(),
+            r#"{job=~".*",a!="x",__name__!=""}"#
+        );
+    }
+
+    #[test]
+    fn seconds_keep_milliseconds() {
+        assert_eq!(seconds(1_700_000_000_123), "1700000000.123");
+        assert_eq!(seconds(5), "0.005");
+        assert_eq!(seconds(-1500), "-1.500");
+    }
 }

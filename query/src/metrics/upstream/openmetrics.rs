@@ -11,8 +11,10 @@
 //! after a sample are ignored. Samples of one series may be spread over the files in any
 //! order; two at the same timestamp are an error naming both places.
 
-use super::{UpstreamError, trim};
-use nevermore_promql::model::{Labels, MemStorage, Sample, SelectRequest, Series, Storage};
+use super::{UpstreamError, sorted_unique, trim};
+use nevermore_promql::model::{
+    Labels, Matcher, MemStorage, Millis, Sample, SelectRequest, Series, Storage,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -142,6 +144,64 @@ impl StaticFiles {
                 })
             })
             .collect()
+    }
+
+    /// Label sets of the series matching any selector (every series when there is none) with a
+    /// sample in `[start, end]`, in label order.
+    pub fn series_matching(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Vec<Labels> {
+        self.index(selectors, start, end).cloned().collect()
+    }
+
+    /// Label names over those series.
+    pub fn label_names(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Vec<String> {
+        sorted_unique(
+            self.index(selectors, start, end)
+                .flat_map(|l| l.iter().map(|l| l.name.clone()))
+                .collect(),
+        )
+    }
+
+    /// Values of label `name` over those series.
+    pub fn label_values(
+        &self,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Vec<String> {
+        sorted_unique(
+            self.index(selectors, start, end)
+                .filter_map(|l| l.get(name).map(str::to_string))
+                .collect(),
+        )
+    }
+
+    /// What an index would answer, exactly: label sets (in order, each once) of the series
+    /// matching any selector with a sample in the window.
+    fn index<'a>(
+        &'a self,
+        selectors: &'a [Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> impl Iterator<Item = &'a Labels> {
+        self.series()
+            .filter(move |s| selectors.is_empty() || selectors.iter().any(|m| s.labels.matches(m)))
+            .filter(move |s| {
+                // Samples are in time order.
+                let i = s.samples.partition_point(|x| x.t < start);
+                s.samples.get(i).is_some_and(|x| x.t <= end)
+            })
+            .map(|s| &s.labels)
     }
 }
 

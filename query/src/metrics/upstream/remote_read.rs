@@ -3,14 +3,17 @@
 //!
 //! Prometheus only understands external labels in `name="value"` matchers: it evaluates any
 //! other matcher on an external label against the stored series, which lack it (so
-//! `replica=~"a"` finds nothing and `replica!="a"` finds everything). This client therefore
-//! learns the external labels from `/api/v1/status/config` (once), decides such matchers
-//! itself, and filters the answer on them.
+//! `replica=~"a"` and `replica=""` find nothing and `replica!="a"` finds everything). This
+//! client therefore learns the external labels from `/api/v1/status/config` (once), decides
+//! such matchers itself, and filters the answer on them. Its HTTP API (series, label names and
+//! values) knows nothing of external labels at all: there every matcher on one is decided here,
+//! and the labels are added to the answers.
 
+use super::index_api::{self, Query, ValuesBy};
 use super::merge_duplicates;
 use super::prompb;
-use super::{Endpoint, UpstreamError, trim, xor};
-use nevermore_promql::model::{Labels, MatchOp, Matcher, Sample, SelectRequest, Series};
+use super::{EVERY_SERIES, Endpoint, UpstreamError, seconds, selector, sorted_unique, trim, xor};
+use nevermore_promql::model::{Labels, MatchOp, Matcher, Millis, Sample, SelectRequest, Series};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -106,17 +109,17 @@ impl RemoteRead {
         if req.end < req.start {
             return Ok(Vec::new());
         }
-        let external = if req.matchers.iter().any(|m| m.op != MatchOp::Equal) {
+        let external = if req.matchers.iter().any(decided_here) {
             self.external_labels().await?
         } else {
             Labels::default()
         };
-        // Non-equality matchers on external labels: decided here, not sent.
+        // Other than `name="value"` matchers on external labels: decided here, not sent.
         let mut send: Vec<&Matcher> = Vec::new();
         let mut local: Vec<Matcher> = Vec::new();
         for m in &req.matchers {
             match external.get(&m.name) {
-                Some(v) if m.op != MatchOp::Equal => {
+                Some(v) if decided_here(m) => {
                     if !m.is_match(v) {
                         return Ok(Vec::new());
                     }
@@ -156,6 +159,142 @@ impl RemoteRead {
             series.retain(|s| s.labels.matches(&local));
         }
         Ok(series)
+    }
+
+    /// Label sets of the series matching any selector (every series when there is none) in
+    /// `[start, end]`, from Prometheus' index (`/api/v1/series`), external labels added.
+    pub async fn series(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<Labels>, UpstreamError> {
+        self.ep
+            .timed(async {
+                let Some(plan) = self.index_plan(selectors, start, end).await? else {
+                    return Ok(Vec::new());
+                };
+                let mut q = plan.query.clone();
+                if q.selectors.is_empty() {
+                    q.selectors.push(EVERY_SERIES.to_string());
+                }
+                let mut found = index_api::series(&self.ep, &self.base, &q).await?;
+                for l in &mut found {
+                    plan.add_external(l);
+                }
+                if plan.decided {
+                    // A stored series may carry its own value for an external label name.
+                    found.retain(|l| selectors.iter().any(|s| l.matches(s)));
+                }
+                Ok(sorted_unique(found))
+            })
+            .await
+    }
+
+    /// Label names over those series (`/api/v1/labels`), external label names included when
+    /// any series matched.
+    pub async fn label_names(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<String>, UpstreamError> {
+        self.ep
+            .timed(async {
+                let Some(plan) = self.index_plan(selectors, start, end).await? else {
+                    return Ok(Vec::new());
+                };
+                let mut names = index_api::label_names(&self.ep, &self.base, &plan.query).await?;
+                if !names.is_empty() {
+                    names.extend(plan.external.iter().map(|l| l.name.clone()));
+                }
+                Ok(sorted_unique(names))
+            })
+            .await
+    }
+
+    /// Values of `name` over those series (`/api/v1/label/<name>/values`); an external label's
+    /// value when any series matched.
+    pub async fn label_values(
+        &self,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<String>, UpstreamError> {
+        self.ep
+            .timed(async {
+                let Some(plan) = self.index_plan(selectors, start, end).await? else {
+                    return Ok(Vec::new());
+                };
+                let values =
+                    |q| index_api::label_values(&self.ep, &self.base, name, q, ValuesBy::Get);
+                let Some(external) = plan.external.get(name) else {
+                    return Ok(sorted_unique(values(&plan.query).await?));
+                };
+                // The API knows nothing of external labels: whether any series matched comes
+                // from the label names, which also say whether a stored series has its own.
+                let names = index_api::label_names(&self.ep, &self.base, &plan.query).await?;
+                if names.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut out = vec![external.to_string()];
+                if names.iter().any(|n| n == name) {
+                    out.extend(values(&plan.query).await?);
+                }
+                Ok(sorted_unique(out))
+            })
+            .await
+    }
+
+    /// The index request for the selectors, with matchers on external labels decided here
+    /// (Prometheus' HTTP API neither matches on them nor returns them); `None` when nothing
+    /// can match.
+    async fn index_plan(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Option<IndexPlan>, UpstreamError> {
+        if end < start {
+            return Ok(None);
+        }
+        let external = self.external_labels().await?;
+        let mut texts = Vec::with_capacity(selectors.len());
+        let mut decided = false;
+        for matchers in selectors {
+            let mut send: Vec<Matcher> = Vec::with_capacity(matchers.len());
+            let mut possible = true;
+            for m in matchers {
+                match external.get(&m.name) {
+                    Some(v) if m.is_match(v) => decided = true,
+                    Some(_) => possible = false,
+                    None => send.push(m.clone()),
+                }
+            }
+            if !possible {
+                decided = true;
+                continue;
+            }
+            texts.push(
+                selector(&send).map_err(|message| UpstreamError::BadSelection {
+                    upstream: self.ep.name.clone(),
+                    message,
+                })?,
+            );
+        }
+        if texts.is_empty() && !selectors.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(IndexPlan {
+            query: Query {
+                selectors: texts,
+                start: seconds(start),
+                end: seconds(end),
+            },
+            external,
+            decided,
+        }))
     }
 
     fn request_body(
@@ -338,6 +477,33 @@ impl RemoteRead {
         }
         state.flush();
         Ok(merge_duplicates(state.out))
+    }
+}
+
+/// Whether a matcher on an external label is decided here for remote read: Prometheus drops
+/// `name="value"` when it is the external label's value and else applies the matcher to the
+/// stored series, which lack the label: `name=""` would find every series (and hand them out
+/// with the label set).
+fn decided_here(m: &Matcher) -> bool {
+    m.op != MatchOp::Equal || m.value.is_empty()
+}
+
+/// An index request with the external labels it was decided on.
+struct IndexPlan {
+    query: Query,
+    external: Labels,
+    /// Whether a matcher on an external label was decided here rather than sent.
+    decided: bool,
+}
+
+impl IndexPlan {
+    /// The external labels a series lacks, as Prometheus adds them to what it sends away.
+    fn add_external(&self, labels: &mut Labels) {
+        for l in self.external.iter() {
+            if labels.get(&l.name).is_none() {
+                labels.set(&l.name, &l.value);
+            }
+        }
     }
 }
 

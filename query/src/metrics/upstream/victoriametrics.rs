@@ -1,5 +1,6 @@
 //! VictoriaMetrics' export API (`/api/v1/export`): one JSON line per series,
-//! `{"metric":{...},"values":[...],"timestamps":[...]}`, read as it streams in.
+//! `{"metric":{...},"values":[...],"timestamps":[...]}`, read as it streams in. Series, label
+//! names and values come from its Prometheus-compatible index endpoints (see `index_api`).
 //!
 //! Works for single-node (`http://vm:8428`) and cluster vmselect
 //! (`http://vmselect:8481/select/0/prometheus`): the base URL is taken as given.
@@ -17,16 +18,24 @@
 //! - Values are stored as decimals of about 12 significant digits sharing one exponent per
 //!   block: next to a huge value, small ones in the same block read back as 0. Answers are
 //!   therefore not bit-exact, unlike Prometheus'.
+//! - The index endpoints read `start=0` as "not given" (then five minutes before `end`), round
+//!   the window to whole days, and with `match[]` name `__name__` in `/api/v1/labels` even when
+//!   no series matches.
 
+use super::index_api::{self, Query, ValuesBy};
 use super::merge_duplicates;
-use super::{Endpoint, UpstreamError, trim};
-use nevermore_promql::model::{Labels, MatchOp, Matcher, Sample, SelectRequest, Series, stale_nan};
+use super::{EVERY_SERIES, Endpoint, UpstreamError, seconds, selector, sorted_unique, trim};
+use nevermore_promql::model::{
+    Labels, METRIC_NAME, Matcher, Millis, Sample, SelectRequest, Series, stale_nan,
+};
 use std::time::Duration;
 
 /// A VictoriaMetrics single node or vmselect.
 #[derive(Debug)]
 pub struct VmExport {
     ep: Endpoint,
+    /// The base URL, for the index endpoints.
+    base: String,
 }
 
 impl VmExport {
@@ -48,6 +57,7 @@ impl VmExport {
                 client,
                 bearer_token,
             ),
+            base: url.as_ref().trim_end_matches('/').to_string(),
         }
     }
 
@@ -144,63 +154,111 @@ impl VmExport {
         }
         Ok(merge_duplicates(out))
     }
-}
 
-/// Milliseconds as the seconds VictoriaMetrics takes, e.g. `1700000000.123`.
-fn seconds(ms: i64) -> String {
-    let sign = if ms < 0 { "-" } else { "" };
-    let a = ms.unsigned_abs();
-    format!("{sign}{}.{:03}", a / 1000, a % 1000)
-}
-
-/// The series selector for the matchers, e.g. `{__name__="up",job=~"api|web"}`.
-pub fn selector(matchers: &[Matcher]) -> Result<String, String> {
-    if matchers.is_empty() {
-        // VictoriaMetrics refuses `{}`; this one matches every series.
-        return Ok(r#"{__name__!=""}"#.to_string());
+    /// Label sets of the series matching any selector (every series when there is none) in
+    /// `[start, end]`, from the index (`/api/v1/series`; by whole days).
+    pub async fn series(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<Labels>, UpstreamError> {
+        self.ep
+            .timed(async {
+                let Some(mut q) = self.index_query(selectors, start, end)? else {
+                    return Ok(Vec::new());
+                };
+                if q.selectors.is_empty() {
+                    q.selectors.push(EVERY_SERIES.to_string());
+                }
+                Ok(sorted_unique(
+                    index_api::series(&self.ep, &self.base, &q).await?,
+                ))
+            })
+            .await
     }
-    let mut out = String::from("{");
-    for (i, m) in matchers.iter().enumerate() {
-        if !is_label_name(&m.name) {
-            return Err(format!("label name {:?} cannot be sent", m.name));
-        }
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&m.name);
-        out.push_str(match m.op {
-            MatchOp::Equal => "=",
-            MatchOp::NotEqual => "!=",
-            MatchOp::Re(_) => "=~",
-            MatchOp::NotRe(_) => "!~",
-        });
-        quote_into(&m.value, &mut out);
-    }
-    out.push('}');
-    Ok(out)
-}
 
-fn is_label_name(s: &str) -> bool {
-    let mut b = s.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
-}
-
-/// A double-quoted string literal as PromQL/MetricsQL read it.
-fn quote_into(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str(r"\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str(r"\n"),
-            '\r' => out.push_str(r"\r"),
-            '\t' => out.push_str(r"\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+    /// Label names over those series (`/api/v1/labels`).
+    pub async fn label_names(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<String>, UpstreamError> {
+        self.ep
+            .timed(async {
+                let Some(q) = self.index_query(selectors, start, end)? else {
+                    return Ok(Vec::new());
+                };
+                let names = index_api::label_names(&self.ep, &self.base, &q).await?;
+                // With `match[]`, VictoriaMetrics names `__name__` even when no series matches:
+                // the metric names say whether any did.
+                if !q.selectors.is_empty()
+                    && names.iter().all(|n| n == METRIC_NAME)
+                    && index_api::label_values(
+                        &self.ep,
+                        &self.base,
+                        METRIC_NAME,
+                        &q,
+                        ValuesBy::Post,
+                    )
+                    .await?
+                    .is_empty()
+                {
+                    return Ok(Vec::new());
+                }
+                Ok(sorted_unique(names))
+            })
+            .await
     }
-    out.push('"');
+
+    /// Values of `name` over those series (`/api/v1/label/<name>/values`).
+    pub async fn label_values(
+        &self,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<String>, UpstreamError> {
+        self.ep
+            .timed(async {
+                let Some(q) = self.index_query(selectors, start, end)? else {
+                    return Ok(Vec::new());
+                };
+                Ok(sorted_unique(
+                    index_api::label_values(&self.ep, &self.base, name, &q, ValuesBy::Post).await?,
+                ))
+            })
+            .await
+    }
+
+    /// The index request for the selectors; `None` when the window is empty.
+    fn index_query(
+        &self,
+        selectors: &[Vec<Matcher>],
+        start: Millis,
+        end: Millis,
+    ) -> Result<Option<Query>, UpstreamError> {
+        // `start=0` reads as "not given" (then the last five minutes before `end`), and nothing
+        // is stored before 1970: start at 1 ms at the earliest.
+        let start = start.max(1);
+        if end < start {
+            return Ok(None);
+        }
+        let selectors = selectors
+            .iter()
+            .map(|m| selector(m))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| UpstreamError::BadSelection {
+                upstream: self.ep.name.clone(),
+                message,
+            })?;
+        Ok(Some(Query {
+            selectors,
+            start: seconds(start),
+            end: seconds(end),
+        }))
+    }
 }
 
 /// One export line.
@@ -416,36 +474,6 @@ mod tests {
     use super::*;
     use nevermore_promql::model::is_stale_nan;
     use proptest::prelude::*;
-
-    fn re(name: &str, v: &str) -> Matcher {
-        Matcher::new(
-            MatchOp::Re(regex::Regex::new(&format!("^(?:{v})$")).unwrap()),
-            name,
-            v,
-        )
-    }
-
-    #[test]
-    fn selectors_escape_values() {
-        let ms = vec![
-            Matcher::new(MatchOp::Equal, "__name__", "up"),
-            Matcher::new(MatchOp::NotEqual, "a", "x\"y\\z\nw\t\u{1}"),
-            re("b", r"a\.b|c"),
-        ];
-        assert_eq!(
-            selector(&ms).unwrap(),
-            r#"{__name__="up",a!="x\"y\\z\nw\t\u0001",b=~"a\\.b|c"}"#
-        );
-        assert_eq!(selector(&[]).unwrap(), r#"{__name__!=""}"#);
-        assert!(selector(&[Matcher::new(MatchOp::Equal, "a-b", "x")]).is_err());
-    }
-
-    #[test]
-    fn seconds_keep_milliseconds() {
-        assert_eq!(seconds(1_700_000_000_123), "1700000000.123");
-        assert_eq!(seconds(5), "0.005");
-        assert_eq!(seconds(-1500), "-1.500");
-    }
 
     #[test]
     fn export_lines() {
