@@ -23,6 +23,10 @@ use nevermore_query::config::{MetricsConfig, UpstreamConfig};
 use nevermore_query::metrics::fixture::{FixtureSpec, write_openmetrics};
 use nevermore_query::metrics::{Metrics, RequestOptions, Timings, dashboards};
 
+// The binary's allocator (`src/main.rs`), so that the numbers are the service's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
 

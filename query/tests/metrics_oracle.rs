@@ -52,6 +52,7 @@ fn gaps_b() -> Vec<(i64, i64)> {
 async fn our_service(
     upstreams: Vec<UpstreamConfig>,
     dedup: nevermore_promql::dedup::Algorithm,
+    index_dir: &std::path::Path,
 ) -> String {
     let mut cfg = nevermore_query::config::load_str("", "oracle").expect("defaults");
     cfg.metrics = MetricsConfig {
@@ -59,7 +60,7 @@ async fn our_service(
         dedup,
         ..MetricsConfig::default()
     };
-    common::metric_servers::serve_query(cfg).await
+    common::metric_servers::serve_query(cfg, index_dir).await
 }
 
 fn prom_upstream(name: &str, url: &str, streamed: bool) -> UpstreamConfig {
@@ -402,6 +403,7 @@ async fn deduplicated_replicas_answer_as_the_truth_does() {
             prom_upstream("prom-b", &prom_b.url(), false),
         ],
         penalty,
+        &dir.path().join("index-prom"),
     )
     .await;
     check_metadata(&client, &ours, &truth.url()).await;
@@ -422,6 +424,7 @@ async fn deduplicated_replicas_answer_as_the_truth_does() {
             bearer_token: None,
         }],
         penalty,
+        &dir.path().join("index-vm"),
     )
     .await;
     // VictoriaMetrics stores values as decimals of 12 significant digits or so.

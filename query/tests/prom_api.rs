@@ -45,7 +45,7 @@ async fn start_with(tenants: Vec<Tenant>, extra: Vec<UpstreamConfig>) -> Server 
         .collect(),
         ..MetricsConfig::default()
     };
-    let base = common::metric_servers::serve_query(cfg).await;
+    let base = common::metric_servers::serve_query(cfg, &dir.path().join("index")).await;
     Server {
         base,
         client: reqwest::Client::new(),

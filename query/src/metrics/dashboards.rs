@@ -84,8 +84,14 @@ fn only_active_pods(expr: &str) -> String {
     match re {
         Some(re) => re
             .replace_all(expr, |c: &regex::Captures| {
+                // One pod's panels need only that pod's phase.
+                let pod = if c[0].contains(r#"pod="$pod""#) {
+                    r#", pod="$pod""#
+                } else {
+                    ""
+                };
                 format!(
-                    r#"({} * on (namespace, pod) group_left () max by (namespace, pod) (kube_pod_status_phase{{namespace="$namespace", phase=~"Pending|Running"}} == 1))"#,
+                    r#"({} * on (namespace, pod) group_left () max by (namespace, pod) (kube_pod_status_phase{{namespace="$namespace"{pod}, phase=~"Pending|Running"}} == 1))"#,
                     &c[0]
                 )
             })

@@ -510,11 +510,10 @@ pub fn remote_write(url: &str, series: &[Series]) {
     );
 }
 
-/// Our query service with `cfg` (logs on an empty embedded index) on a free loopback port, until
-/// the process ends; its base URL.
-pub async fn serve_query(cfg: nevermore_query::config::ServeConfig) -> String {
-    let dir = tempfile::tempdir().expect("tempdir").keep();
-    let index = nevermore_index::LogIndex::open(&dir.join("index")).expect("empty embedded index");
+/// Our query service with `cfg` (logs on an empty embedded index in `index_dir`, which the caller
+/// keeps and removes) on a free loopback port, until the process ends; its base URL.
+pub async fn serve_query(cfg: nevermore_query::config::ServeConfig, index_dir: &Path) -> String {
+    let index = nevermore_index::LogIndex::open(index_dir).expect("empty embedded index");
     let backend = nevermore_query::logs::embedded::EmbeddedBackend::new(index).expect("backend");
     let metrics =
         nevermore_query::metrics::Metrics::from_config(&cfg.metrics).expect("metric upstreams");

@@ -61,6 +61,32 @@ pub(super) fn merge(reps: &[&[Sample]], counter: bool) -> Vec<Sample> {
     let mut out = Vec::with_capacity(reps.iter().map(|r| r.len()).max().unwrap_or(0));
 
     loop {
+        // Fast path: while the current replica's next sample comes before any other replica's
+        // offer could (every offer is at or past `last_t + 1 + penalty`), it wins outright; the
+        // other cursors catch up lazily at the next full round. Stale markers take the full round.
+        if let (Some(c), Some(mut l)) = (cur, last) {
+            let r = reps[c];
+            let mut p = pos[c];
+            while let Some(s) = r.get(p) {
+                if s.t > l.t.saturating_add(penalty) || is_stale_nan(s.v) {
+                    break;
+                }
+                let v = if counter && offset[c] != 0.0 {
+                    s.v + offset[c]
+                } else {
+                    s.v
+                };
+                out.push(Sample { t: s.t, v });
+                penalty = s.t.saturating_sub(l.t).saturating_mul(2);
+                l = Sample { t: s.t, v };
+                p += 1;
+                while p < r.len() && r[p].t <= s.t {
+                    p += 1;
+                }
+            }
+            pos[c] = p;
+            last = Some(l);
+        }
         // Each replica's offer: the current one offers its next sample; another one offers its
         // first sample past the penalty (that decides *whether* to switch) and, if it wins,
         // resumes at its first sample more than half an interval after the last one (that
