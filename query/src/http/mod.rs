@@ -58,6 +58,7 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
+        .route("/", get(ui))
         .route("/api/v1/logs/search", get(search))
         .route("/api/v1/logs/histogram", get(histogram))
         .route("/api/v1/logs/fields/{field}/values", get(values))
@@ -70,6 +71,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .with_state(state)
+}
+
+/// The web UI: one page (log search and the dashboards) over the APIs above, compiled in.
+async fn ui() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("ui/index.html"))
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
