@@ -1,12 +1,15 @@
-//! The query service: log search over the embedded index or Elasticsearch, and (planned) the
-//! metrics side.
+//! The query service: log search over the embedded index or Elasticsearch, and the metrics side
+//! over deduplicated Prometheus / VictoriaMetrics upstreams.
 //!
 //! - `logs`: storage backends behind one interface ([`logs::Backend`]); each lowers the search
 //!   language's AST itself. Never sees HTTP.
-//! - `http`: the search API. The only module that sees HTTP.
-//! - planned: `metrics` (upstreams, dedup, PromQL engine behind a storage trait), the web UI.
+//! - `metrics`: upstream clients, the plan → fetch → dedup → evaluate flow, the dashboards.
+//!   Never sees HTTP.
+//! - `http`: the search API, the Prometheus API, the dashboards and the web UI. The only module
+//!   that sees HTTP.
 //!
-//! The language itself is the pure crate `nevermore-lang`. Never depends on the collector.
+//! The languages are pure crates: `nevermore-lang` (log search) and `nevermore-promql` (PromQL,
+//! dedup). Never depends on the collector.
 
 pub mod config;
 pub mod http;
