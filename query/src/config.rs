@@ -405,7 +405,7 @@ fn validate_metrics(
     }
     let replica_labels = m.replica_labels.unwrap_or(d.replica_labels);
     for (i, l) in replica_labels.iter().enumerate() {
-        if !is_label_name(l) {
+        if !nevermore_promql::model::is_label_name(l) {
             return Err(invalid(
                 &format!("metrics.replica_labels[{i}]"),
                 format!("`{l}` is not a label name"),
@@ -520,12 +520,6 @@ fn validate_metrics(
         max_samples,
         max_series,
     })
-}
-
-fn is_label_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f == '_' || f.is_ascii_alphabetic())
-        && c.all(|x| x == '_' || x.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

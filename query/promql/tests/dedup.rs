@@ -151,7 +151,7 @@ fn parse_file(file: &str, text: &str) -> Vec<Case> {
 }
 
 fn load_cases() -> Vec<Case> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/dedup");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/dedup");
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())

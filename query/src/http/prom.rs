@@ -513,7 +513,7 @@ async fn label_values(
 ) -> Result<Response, PromError> {
     let _permit = permit(&st)?;
     let p = Params::from_request(raw, &headers, &Bytes::new())?;
-    if !is_label_name(&name) {
+    if !nevermore_promql::model::is_label_name(&name) {
         return Err(PromError::bad_data(format!("invalid label name: {name:?}")));
     }
     let (start, end) = meta_range(&p)?;
@@ -525,12 +525,6 @@ async fn label_values(
         .await?;
     truncate(&mut answer.data, limit, &mut answer.warnings);
     Ok(success(&string_array(&answer.data), &answer.warnings))
-}
-
-fn is_label_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f == '_' || f.is_ascii_alphabetic())
-        && c.all(|x| x == '_' || x.is_ascii_alphanumeric())
 }
 
 /// Remote read carries no metadata; an empty map is what Prometheus answers without any.

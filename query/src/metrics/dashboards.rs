@@ -484,18 +484,11 @@ pub enum DashboardError {
     BadKind { value: String },
 }
 
-/// Escapes a value for a double-quoted PromQL string.
+/// Escapes a value for inside a double-quoted PromQL string (the templates hold the quotes).
 fn promql_string(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
+    let mut quoted = String::with_capacity(v.len() + 2);
+    nevermore_promql::model::quote_into(v, &mut quoted);
+    quoted[1..quoted.len() - 1].to_string()
 }
 
 impl Dashboard {

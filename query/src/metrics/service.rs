@@ -255,7 +255,7 @@ impl Metrics {
         let (answers, warnings) = self
             .each_upstream(opts, |u| u.series(&sel, start, end))
             .await?;
-        let strip = self.stripped(opts);
+        let strip = self.replica_labels(opts);
         let names: Vec<&str> = strip.iter().map(String::as_str).collect();
         let sets: BTreeSet<Labels> = answers
             .into_iter()
@@ -286,7 +286,7 @@ impl Metrics {
         let (answers, warnings) = self
             .each_upstream(opts, |u| u.label_names(&sel, start, end))
             .await?;
-        let strip = self.stripped(opts);
+        let strip = self.replica_labels(opts);
         let names: BTreeSet<String> = answers
             .into_iter()
             .flatten()
@@ -308,7 +308,7 @@ impl Metrics {
         opts: &RequestOptions,
     ) -> Result<Answer<Vec<String>>, MetricsError> {
         let sel = self.selectors(selectors, opts)?;
-        if self.stripped(opts).iter().any(|r| r == name) {
+        if self.replica_labels(opts).iter().any(|r| r == name) {
             // A replica label does not exist after dedup.
             return Ok(Answer {
                 data: Vec::new(),
@@ -332,14 +332,7 @@ impl Metrics {
         selectors: &[String],
         opts: &RequestOptions,
     ) -> Result<Vec<Vec<Matcher>>, MetricsError> {
-        let mut out: Vec<Vec<Matcher>> = if selectors.is_empty() {
-            Vec::new()
-        } else {
-            selection_requests(selectors, 0, 0)?
-                .into_iter()
-                .map(|r| r.matchers)
-                .collect()
-        };
+        let mut out = parse_selectors(selectors)?;
         if let Some(ns) = &opts.namespaces {
             let m = namespace_matcher(ns)?;
             if out.is_empty() {
@@ -351,11 +344,6 @@ impl Metrics {
             }
         }
         Ok(out)
-    }
-
-    /// The labels a request strips from metadata answers: the replica labels, with dedup on.
-    fn stripped(&self, opts: &RequestOptions) -> Vec<String> {
-        self.replica_labels(opts)
     }
 
     /// One call per upstream, concurrently, each within the request's deadline; the answers of
@@ -542,24 +530,11 @@ impl std::fmt::Display for Failure {
 /// Upstream calls in flight at once for one request.
 const MAX_CALLS_IN_FLIGHT: usize = 16;
 
-/// `[]` → every series (`{__name__=~".+"}`).
-fn or_all(selectors: &[String]) -> Vec<String> {
-    if selectors.is_empty() {
-        vec!["{__name__=~\".+\"}".to_string()]
-    } else {
-        selectors.to_vec()
-    }
-}
-
-/// One selection per `match[]` selector over `[start, end]`.
-fn selection_requests(
-    selectors: &[String],
-    start: Millis,
-    end: Millis,
-) -> Result<Vec<SelectRequest>, MetricsError> {
+/// Each `match[]` selector as its matchers (the metric name as a `__name__` matcher).
+fn parse_selectors(selectors: &[String]) -> Result<Vec<Vec<Matcher>>, MetricsError> {
     let mut out = Vec::new();
-    for s in or_all(selectors) {
-        let expr = engine::parse(&s).map_err(|e| MetricsError::BadData {
+    for s in selectors {
+        let expr = engine::parse(s).map_err(|e| MetricsError::BadData {
             message: format!("invalid parameter \"match[]\": {e}"),
         })?;
         let matchers = match expr {
@@ -588,15 +563,7 @@ fn selection_requests(
                 message: "match[] must contain at least one non-empty matcher".into(),
             });
         }
-        out.push(SelectRequest {
-            matchers,
-            start,
-            end,
-            hints: SelectHints {
-                func: Some("series".into()),
-                ..SelectHints::default()
-            },
-        });
+        out.push(matchers);
     }
     Ok(out)
 }

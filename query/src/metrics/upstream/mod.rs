@@ -15,7 +15,8 @@ pub use remote_read::{RemoteRead, ResponseType};
 pub use victoriametrics::VmExport;
 
 use nevermore_promql::model::{
-    Labels, MatchOp, Matcher, Millis, SelectRequest, Series, StorageError,
+    Labels, MatchOp, Matcher, Millis, SelectRequest, Series, StorageError, is_label_name,
+    quote_into,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -385,29 +386,6 @@ pub fn selector(matchers: &[Matcher]) -> Result<String, String> {
     }
     out.push('}');
     Ok(out)
-}
-
-pub(crate) fn is_label_name(s: &str) -> bool {
-    let mut b = s.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
-}
-
-/// A double-quoted string literal as PromQL/MetricsQL read it.
-fn quote_into(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str(r"\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str(r"\n"),
-            '\r' => out.push_str(r"\r"),
-            '\t' => out.push_str(r"\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Sorted, each once.
