@@ -4,7 +4,8 @@
 //!
 //! `BENCH_RECORDS=10000000 cargo bench --bench search_latency` (default 1 M). The index is built
 //! once under `BENCH_DIR` (default `/tmp/nevermore-bench-index-<N>`) and reused by later runs;
-//! delete it to measure indexing again.
+//! delete it to measure indexing again. `BENCH_ITERATIONS` (default 30) and `BENCH_ONLY` (a text
+//! the queries to run contain) narrow a run.
 
 #![allow(clippy::unwrap_used)]
 
@@ -240,12 +241,19 @@ fn main() {
         "/search = first page (100) + exact total; +hist = with /histogram (120 buckets) at once; ms"
     );
     println!(
-        "{:<55} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}",
-        "query", "range", "p50", "p99", "+hist50", "+hist99", "matches"
+        "cold = the first run of the query on a fresh reader (nothing remembered of earlier searches; the OS page cache stays warm)"
+    );
+    println!(
+        "{:<55} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10}",
+        "query", "range", "cold", "cold+hist", "p50", "p99", "+hist50", "+hist99", "matches"
     );
     let cpu0 = cpu_seconds();
     for (label, range) in ranges {
         for q in queries {
+            // `BENCH_ONLY=timeout` runs the queries holding that text.
+            if std::env::var("BENCH_ONLY").is_ok_and(|only| !q.contains(&only)) {
+                continue;
+            }
             let expr = parse_strict(q, &Limits::default()).unwrap();
             let interval = ((range.end_ns - range.start_ns) / 120).max(1);
             let mut page_times = Vec::with_capacity(iterations);
@@ -259,38 +267,51 @@ fn main() {
                 after: None,
                 stream: None,
             };
-            for _ in 0..iterations {
-                // `/search` alone: the page and the exact total, in one pass.
-                let started = Instant::now();
-                let (_, n) = rt.block_on(backend.search_counted(req())).unwrap();
-                page_times.push(started.elapsed());
-                // A UI's first screen: `/search` and `/histogram` at once.
+            // A UI's first screen: `/search` and `/histogram` at once; both totals agree.
+            let screen = |b: &EmbeddedBackend| {
                 let started = Instant::now();
                 let (page, hist) = rt.block_on(async {
                     tokio::join!(
-                        backend.search_counted(req()),
-                        backend.histogram(HistogramRequest {
+                        b.search_counted(req()),
+                        b.histogram(HistogramRequest {
                             expr: expr.clone(),
                             range,
                             interval_ns: interval
                         })
                     )
                 });
-                times.push(started.elapsed());
-                let _ = page.unwrap();
-                total = hist
-                    .unwrap()
-                    .iter()
-                    .flat_map(|b| b.counts.values())
-                    .sum::<u64>();
-                assert_eq!(n, total, "{q}");
+                let took = started.elapsed();
+                let (_, n) = page.unwrap();
+                let counted: u64 = hist.unwrap().iter().flat_map(|b| b.counts.values()).sum();
+                assert_eq!(n, counted, "{q}");
+                (took, n)
+            };
+            // `/search` alone: the page and the exact total, in one pass.
+            let search = |b: &EmbeddedBackend| {
+                let started = Instant::now();
+                let (_, n) = rt.block_on(b.search_counted(req())).unwrap();
+                (started.elapsed(), n)
+            };
+            // Cold: a fresh backend per measurement, so no earlier search helps.
+            let fresh = || EmbeddedBackend::new(LogIndex::open(&dir).unwrap()).unwrap();
+            let (cold, _) = search(&fresh());
+            let (cold_hist, _) = screen(&fresh());
+            for _ in 0..iterations {
+                let (took, n) = search(&backend);
+                page_times.push(took);
+                let (took, counted) = screen(&backend);
+                times.push(took);
+                assert_eq!(n, counted, "{q}");
+                total = counted;
             }
             page_times.sort();
             times.sort();
             println!(
-                "{:<55} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10}",
+                "{:<55} {:>8} {:>8.1} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10}",
                 format!("{q:?}"),
                 label,
+                cold.as_secs_f64() * 1e3,
+                cold_hist.as_secs_f64() * 1e3,
                 percentile(&page_times, 0.5).as_secs_f64() * 1e3,
                 percentile(&page_times, 0.99).as_secs_f64() * 1e3,
                 percentile(&times, 0.5).as_secs_f64() * 1e3,

@@ -43,6 +43,28 @@ pub enum EvalError {
 /// Bytes a compiled regex (and each of its lazy DFAs) may use.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// One set of options for both regex flavours.
+macro_rules! build_regex {
+    ($builder:ty, $pattern:expr, $case_insensitive:expr, $whole_value:expr) => {{
+        let pattern: &str = $pattern;
+        let text = if $whole_value {
+            Cow::Owned(format!(r"\A(?:{pattern})\z"))
+        } else {
+            Cow::Borrowed(pattern)
+        };
+        <$builder>::new(&text)
+            .case_insensitive($case_insensitive)
+            .dot_matches_new_line(true)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| EvalError::Regex {
+                pattern: pattern.to_owned(),
+                reason: e.to_string(),
+            })
+    }};
+}
+
 /// Compiles a `Pred::Regex` pattern (or a [`glob_to_regex`] output) the way the language means it:
 /// `.` matches newlines too, and with `whole_value` the match must cover the whole text (keyword
 /// fields) instead of any part of it (the message).
@@ -51,21 +73,22 @@ pub fn compile_regex(
     case_insensitive: bool,
     whole_value: bool,
 ) -> Result<Regex, EvalError> {
-    let text = if whole_value {
-        Cow::Owned(format!(r"\A(?:{pattern})\z"))
-    } else {
-        Cow::Borrowed(pattern)
-    };
-    RegexBuilder::new(&text)
-        .case_insensitive(case_insensitive)
-        .dot_matches_new_line(true)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| EvalError::Regex {
-            pattern: pattern.to_owned(),
-            reason: e.to_string(),
-        })
+    build_regex!(RegexBuilder, pattern, case_insensitive, whole_value)
+}
+
+/// [`compile_regex`] for haystacks that are UTF-8 but held as bytes (the embedded index's
+/// message column): the same matches, without validating each haystack first.
+pub fn compile_bytes_regex(
+    pattern: &str,
+    case_insensitive: bool,
+    whole_value: bool,
+) -> Result<regex::bytes::Regex, EvalError> {
+    build_regex!(
+        regex::bytes::RegexBuilder,
+        pattern,
+        case_insensitive,
+        whole_value
+    )
 }
 
 /// A glob (`*` any run of characters, newlines included; `?` one character; everything else

@@ -5,6 +5,7 @@
 //! line") is lowered to a superset and checked per candidate against the stored record with the
 //! language's own evaluator, inside the collectors, so pages, histograms and facets stay exact.
 
+use super::grep::{GrepQuery, VerdictCache};
 use super::{
     BackendError, Bucket, Cursor, HistogramRequest, Hit, Order, Page, SearchRequest, SortKey,
     TimeRange, ValueCount, ValuesRequest,
@@ -36,7 +37,13 @@ pub struct EmbeddedBackend {
 struct Inner {
     index: LogIndex,
     reader: IndexReader,
+    /// What grep-like patterns matched, per segment (see [`super::grep`]).
+    verdicts: Arc<VerdictCache>,
 }
+
+/// Bytes of remembered grep verdicts: two bits a record per (segment, pattern), so 64 MiB
+/// keeps about 25 patterns over 10 M records.
+const VERDICT_CACHE_BYTES: usize = 64 << 20;
 
 impl std::fmt::Debug for EmbeddedBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,7 +63,11 @@ impl EmbeddedBackend {
         index.search_in_parallel().map_err(index_err)?;
         let reader = index.reader().map_err(index_err)?;
         Ok(EmbeddedBackend {
-            inner: Arc::new(Inner { index, reader }),
+            inner: Arc::new(Inner {
+                index,
+                reader,
+                verdicts: Arc::new(VerdictCache::new(VERDICT_CACHE_BYTES)),
+            }),
         })
     }
 
@@ -117,6 +128,36 @@ struct Check {
     cancel: Cancel,
 }
 
+/// What lowering a grep-like pattern needs besides the schema.
+struct Grep {
+    cache: Arc<VerdictCache>,
+    cancel: Cancel,
+}
+
+impl Grep {
+    /// An exact query for messages matching `pattern` (the language's regex semantics: anywhere
+    /// in the line, `.` matching newlines) among `candidates`.
+    fn query(
+        &self,
+        candidates: Box<dyn Query>,
+        pattern: &str,
+        case_insensitive: bool,
+    ) -> Result<Box<dyn Query>, BackendError> {
+        let regex = nevermore_lang::eval::compile_bytes_regex(pattern, case_insensitive, false)
+            .map_err(index_err)?;
+        Ok(Box::new(GrepQuery {
+            candidates,
+            regex: Arc::new(regex),
+            key: Arc::from(format!(
+                "{}{pattern}",
+                if case_insensitive { "i:" } else { "s:" }
+            )),
+            cache: self.cache.clone(),
+            cancel: self.cancel.clone(),
+        }))
+    }
+}
+
 /// A lowered query: the tantivy query plus, when it is only a superset, the evaluator that
 /// decides per record.
 struct Plan {
@@ -134,7 +175,11 @@ impl Inner {
         cancel: &Cancel,
     ) -> Result<Plan, BackendError> {
         let f = self.index.fields();
-        let (q, exact) = lower(expr, f)?;
+        let grep = Grep {
+            cache: self.verdicts.clone(),
+            cancel: cancel.clone(),
+        };
+        let (q, exact) = lower(expr, f, &grep)?;
         // `All` is no clause: an intersection with every record still costs a walk.
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !matches!(expr, Expr::All) {
@@ -238,7 +283,8 @@ impl Inner {
             && (q.is::<AllQuery>() || q.is::<TermQuery>() || q.is::<TermSetQuery>())
         {
             // Counted from the index's statistics (no record read), and the page read from
-            // the newest segments only. Other queries count as they collect, in one pass.
+            // the newest segments only. Other queries count as they collect, in one pass
+            // (measured: a count pass then a page pass is slower for them).
             let total = count(&searcher, &*plan.query).map_err(index_err)?;
             let top = top_by_segment(&searcher, &*plan.query, &collector.0).map_err(index_err)?;
             return Ok((self.page(&searcher, top, req.limit)?, total));
@@ -499,7 +545,7 @@ fn ts_range(f: &Fields, lo: Bound<i64>, hi: Bound<i64>) -> Box<dyn Query> {
 
 /// Lowers an expression; the flag says whether the query is exact (else a superset that the
 /// evaluator must check).
-fn lower(expr: &Expr, f: &Fields) -> Result<(Box<dyn Query>, bool), BackendError> {
+fn lower(expr: &Expr, f: &Fields, g: &Grep) -> Result<(Box<dyn Query>, bool), BackendError> {
     Ok(match expr {
         Expr::All => (Box::new(AllQuery), true),
         // A conjunction or disjunction of supersets is a superset: exact only if every part is.
@@ -512,13 +558,13 @@ fn lower(expr: &Expr, f: &Fields) -> Result<(Box<dyn Query>, bool), BackendError
             let mut exact = true;
             let mut clauses = Vec::with_capacity(args.len());
             for a in args {
-                let (q, e) = lower(a, f)?;
+                let (q, e) = lower(a, f, g)?;
                 exact &= e;
                 clauses.push((occur, q));
             }
             (Box::new(BooleanQuery::new(clauses)), exact)
         }
-        Expr::Not { arg } => match lower(arg, f)? {
+        Expr::Not { arg } => match lower(arg, f, g)? {
             (q, true) => (
                 Box::new(BooleanQuery::new(vec![
                     (Occur::Must, Box::new(AllQuery)),
@@ -529,7 +575,7 @@ fn lower(expr: &Expr, f: &Fields) -> Result<(Box<dyn Query>, bool), BackendError
             // The complement of a superset is no superset of the complement.
             (_, false) => (Box::new(AllQuery), false),
         },
-        Expr::Term(t) => lower_term(t, f)?,
+        Expr::Term(t) => lower_term(t, f, g)?,
     })
 }
 
@@ -546,7 +592,7 @@ fn regex_q(field: tantivy::schema::Field, pattern: &str) -> Result<Box<dyn Query
     ))
 }
 
-fn lower_term(t: &AstTerm, f: &Fields) -> Result<(Box<dyn Query>, bool), BackendError> {
+fn lower_term(t: &AstTerm, f: &Fields, g: &Grep) -> Result<(Box<dyn Query>, bool), BackendError> {
     let keyword = |field: &Field| -> Option<(tantivy::schema::Field, String)> {
         Some(match field {
             Field::Namespace => (f.namespace, String::new()),
@@ -581,15 +627,19 @@ fn lower_term(t: &AstTerm, f: &Fields) -> Result<(Box<dyn Query>, bool), Backend
                 _ => (Box::new(PhraseQuery::new(terms)), true),
             })
         }
-        // Grep-like matches need the line itself; narrow the candidates to records holding the
-        // whole words the pattern cannot match without.
+        // Grep-like matches need the line itself: the candidates are the records holding the
+        // whole words the pattern cannot match without, each checked against its message.
         (Field::Message, Pred::Glob { pattern }) => {
             let pieces: Vec<String> = pattern
                 .split(['*', '?'])
                 .filter(|p| !p.is_empty())
                 .map(str::to_string)
                 .collect();
-            Ok((required_words(f, &pieces, true), false))
+            let regex = nevermore_lang::glob_to_regex(pattern);
+            Ok((
+                g.query(required_words(f, &pieces, true), &regex, true)?,
+                true,
+            ))
         }
         (
             Field::Message,
@@ -598,8 +648,12 @@ fn lower_term(t: &AstTerm, f: &Fields) -> Result<(Box<dyn Query>, bool), Backend
                 case_insensitive,
             },
         ) => Ok((
-            required_words(f, &regex_literals(pattern), *case_insensitive),
-            false,
+            g.query(
+                required_words(f, &regex_literals(pattern), *case_insensitive),
+                pattern,
+                *case_insensitive,
+            )?,
+            true,
         )),
         (Field::Message, _) => Ok((Box::new(AllQuery), false)),
         (Field::Time, Pred::Compare { op, value }) => {
@@ -1433,11 +1487,15 @@ mod tests {
             after: None,
             stream: None,
         };
-        let live = Cancel::default();
-        let (page, n) = backend.inner.search_counted(&req, &live).unwrap();
-        assert_eq!((page.hits.len(), n), (10, 100));
         let gone = Cancel::new(std::sync::atomic::AtomicBool::new(true));
         let (page, n) = backend.inner.search_counted(&req, &gone).unwrap();
         assert_eq!((page.hits.len(), n), (0, 0));
+        // Nothing a cancelled search skipped was remembered as a non-match.
+        let live = Cancel::default();
+        let (page, n) = backend.inner.search_counted(&req, &live).unwrap();
+        assert_eq!((page.hits.len(), n), (10, 100));
+        // What is remembered costs nothing to read, cancelled or not.
+        let (page, n) = backend.inner.search_counted(&req, &gone).unwrap();
+        assert_eq!((page.hits.len(), n), (10, 100));
     }
 }

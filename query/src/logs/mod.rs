@@ -6,6 +6,7 @@
 
 pub mod elasticsearch;
 pub mod embedded;
+mod grep;
 pub mod record_doc;
 
 use nevermore_lang::{Expr, Field};

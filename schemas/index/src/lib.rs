@@ -12,12 +12,14 @@
 //! streams; the writer skips every record below that mark, so the index holds each record once.
 
 mod doc;
+pub mod messages;
 mod writer;
 
 pub use doc::{IndexDoc, format_ts, parse_ts};
 pub use writer::{Retention, RetentionStats, Writer};
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
@@ -25,7 +27,7 @@ use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
 use tantivy::{Index, IndexReader, ReloadPolicy};
 
 /// Version of the on-disk format; another version is refused, never reinterpreted.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const VERSION_FILE: &str = "nevermore-index.json";
 
 /// The message tokenizer's name: maximal runs of alphanumeric characters, lowercased char by
@@ -147,10 +149,15 @@ impl LogIndex {
         std::fs::create_dir_all(dir).map_err(io)?;
         let version_path = dir.join(VERSION_FILE);
         let (schema, fields) = schema();
+        let plugin = Arc::new(messages::MessagePlugin {
+            message: fields.message,
+        });
         let index = match std::fs::read(&version_path) {
             Ok(bytes) => {
                 check_version(dir, &bytes)?;
-                Index::open_in_dir(dir).map_err(tv)?
+                let mut index = Index::open_in_dir(dir).map_err(tv)?;
+                index.register_plugin(plugin);
+                index
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // A directory with tantivy files but no version file was not made by us.
@@ -160,7 +167,11 @@ impl LogIndex {
                         message: format!("{VERSION_FILE} is missing"),
                     });
                 } else {
-                    Index::create_in_dir(dir, schema).map_err(tv)?
+                    Index::builder()
+                        .schema(schema)
+                        .register_plugin(plugin)
+                        .create_in_dir(dir)
+                        .map_err(tv)?
                 };
                 write_version(dir)?;
                 index
