@@ -5,7 +5,9 @@ mod demo;
 mod search;
 
 // mimalloc: the query service allocates and frees label sets by the million per request (decode,
-// dedup, evaluation); glibc's malloc spent as long freeing them as dedup spent merging.
+// dedup, evaluation); glibc's malloc spent as long freeing them as dedup spent merging. Built
+// without transparent huge pages (`no_thp`): with them the collector's peak RSS at 1,000 streams
+// was 60 MiB instead of 32, each touched arena page becoming 2 MiB.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
