@@ -634,14 +634,43 @@ impl Tailer {
                 .iter()
                 .find(|f| matches!(f.name, SegmentName::Live))
                 .map(|f| (f.dev, f.inode));
-            for g in s.segs.iter_mut() {
+            let started_front = front_started(s);
+            for (i, g) in s.segs.iter_mut().enumerate() {
                 if matches!(g.name, SegmentName::Live) && Some((g.dev, g.inode)) != live_now {
                     g.rotated = true;
                 }
-                if g.fp.is_none()
-                    && let Some(SegReader::Plain(file)) = &g.reader
-                {
+                let Some(SegReader::Plain(file)) = &g.reader else {
+                    continue;
+                };
+                if g.fp.is_none() {
                     g.fp = fingerprint::of_file(file, g.rotated).ok().flatten();
+                    // First sight of the content of a segment not started: a copy of what it
+                    // held before (copytruncate) may be newer than this listing.
+                    if g.fp.is_some() && g.offset == 0 && !(i == 0 && started_front) {
+                        RACED.with(|r| r.set(true));
+                    }
+                } else if g.offset == 0 && !(i == 0 && started_front) && head_replaced(g) {
+                    // Not started, and copied and truncated (copytruncate) since it was
+                    // fingerprinted, while an older segment is being read: its fingerprint
+                    // follows its content, so the copy of its old content is no longer "the
+                    // same content" below and takes its place by name, before the copies made
+                    // after it. The listing may predate that copy: list again.
+                    g.fp = fingerprint::of_file(file, g.rotated).ok().flatten();
+                    RACED.with(|r| r.set(true));
+                }
+            }
+            // Rotated names of held files first: a file listed with one of them (a copy made
+            // before it was renamed) is ordered against it by name, not by modification times,
+            // which can tie; and is not taken for its rotated name.
+            for f in &found {
+                if let SegmentName::Rotated { gz: false, .. } = f.name
+                    && let Some(g) = s
+                        .segs
+                        .iter_mut()
+                        .find(|g| !g.gz && g.dev == f.dev && g.inode == f.inode)
+                {
+                    g.name = f.name.clone();
+                    g.rotated = true;
                 }
             }
             let mut live_seen = false;
@@ -899,6 +928,14 @@ impl Tailer {
                     tracing::debug!(serial = seg.serial, inode = seg.inode, name = ?seg.name, rotated = seg.rotated, old = ?seg.fp, now = ?now, "front fingerprint changed before read");
                     let old = seg.fp;
                     seg.fp = now;
+                    if let Some(fp) = now
+                        && let Some((name, open)) = take_gz_twin(s, fp)
+                    {
+                        let seg = &mut s.segs[0];
+                        seg.name = name;
+                        seg.rotated = true;
+                        self.open_files -= i64::from(open);
+                    }
                     self.adopt_copy(idx, old);
                     continue;
                 }
@@ -919,6 +956,18 @@ impl Tailer {
                             self.open_files -= 1;
                             renumber(&mut self.streams[idx]);
                             continue;
+                        }
+                        Ok(Some(fp)) if seg.offset == 0 && !s.carry_cut && s.carry.is_empty() => {
+                            // First sight of its content, about to be read: if it was copied and
+                            // truncated (copytruncate) before we ever saw it, the copy of what
+                            // it held exists now and goes first; list the directory again.
+                            seg.fp = Some(fp);
+                            if let StreamKey::Pod(pc) = &s.key {
+                                let dir =
+                                    pod_container_dir(&self.params.sources[s.source].kind, pc);
+                                self.rescan_dir(&dir);
+                                continue;
+                            }
                         }
                         Ok(Some(fp)) => seg.fp = Some(fp),
                         Ok(None) => break,
@@ -943,6 +992,26 @@ impl Tailer {
                     0
                 }
             };
+            // copytruncate while we were behind: the file may have been truncated and re-grown
+            // past our offset before we looked (its size never looked smaller), so these bytes
+            // may be new content read from the old offset. The head tells: it is checked after
+            // the read, so an unchanged head proves the bytes are the old ones. If it changed,
+            // the chunk is dropped unread and the rest of the old content comes from the copy
+            // (made before the truncation, it holds every byte up to our offset and beyond);
+            // the truncated file then continues from 0. One pread of the page-cached head per
+            // chunk.
+            if n > 0 && head_replaced(seg) {
+                tracing::debug!(path = %seg.path.path, offset = seg.offset, "head changed under the read: truncated and re-grown");
+                if seg.offset > 0 {
+                    self.recover_truncation(idx);
+                } else if let Some(SegReader::Plain(f)) = &seg.reader {
+                    // Not started: as in the check before the read.
+                    let old = seg.fp;
+                    seg.fp = fingerprint::of_file(f, seg.rotated).ok().flatten();
+                    self.adopt_copy(idx, old);
+                }
+                continue;
+            }
             if n > 0 {
                 let start = seg.offset;
                 seg.offset += n as u64;
@@ -1013,6 +1082,44 @@ impl Tailer {
         let file_source = matches!(s.key, StreamKey::File(_));
         if (!has_next || file_source) && since.elapsed() < ROTATED_GRACE {
             return false;
+        }
+        // Copied and truncated (copytruncate) while we were behind, then renamed: its end is not
+        // where we are, and the rest of what we were reading is in the copy. Checked once, when
+        // the segment is about to be dropped.
+        let shrunk = matches!(&seg.reader, Some(SegReader::Plain(f))
+            if f.metadata().is_ok_and(|m| m.len() < seg.offset));
+        if seg.offset > 0 && (shrunk || head_replaced(seg)) {
+            self.recover_truncation(idx);
+            return true;
+        }
+        // A copy still being written (copytruncate copies, then truncates) followed by its
+        // original, not truncated yet: the original holds the same bytes and more. Reading
+        // goes on in it from here under the same serial, instead of again from its start.
+        let (offset, fp, identity) = (seg.offset, seg.fp, (seg.dev, seg.inode));
+        let original = s.segs.get(1).is_some_and(|next| {
+            !next.gz
+                && next.offset == 0
+                && fp.is_some()
+                && next.fp == fp
+                && (next.dev, next.inode) != identity
+                && !head_replaced(next)
+                && matches!(&next.reader, Some(SegReader::Plain(f))
+                    if f.metadata().is_ok_and(|m| m.len() >= offset))
+        });
+        if original && let Some(next) = s.segs.remove(1) {
+            tracing::debug!(path = %next.path.path, offset, "a copy in progress: reading on in its original");
+            let front = &mut s.segs[0];
+            front.reader = next.reader;
+            (front.dev, front.inode) = (next.dev, next.inode);
+            front.path = next.path;
+            front.name = next.name;
+            front.rotated = next.rotated;
+            front.size_seen = next.size_seen.max(offset);
+            front.eof_since = None;
+            front.head_verified = None;
+            renumber(s);
+            self.open_files -= 1;
+            return true;
         }
         self.finish_segment(idx);
         true
@@ -1116,21 +1223,37 @@ impl Tailer {
         if !shrunk && !replaced {
             return;
         }
+        self.recover_truncation(idx);
+    }
+
+    /// The front segment (started) was truncated: its old content is read on from the copy
+    /// under the same serial, and the truncated file continues as a new segment from 0. Without
+    /// a copy, the unread rest is lost. The directory is listed again afterwards, so copies made
+    /// after the first one (the file was copied and truncated more than once while we were
+    /// behind) are in the chain, in their order, before what the file holds now.
+    fn recover_truncation(&mut self, idx: usize) {
+        let s = &mut self.streams[idx];
+        let Some(seg) = s.segs.front() else { return };
+        let Some(SegReader::Plain(f)) = &seg.reader else {
+            return;
+        };
+        let len = f.metadata().map_or(0, |m| m.len());
         let fp = seg.fp;
         let (dev, inode) = (seg.dev, seg.inode);
         // The copy of copytruncate carries the same first line under another inode.
+        let offset = seg.offset;
         let copy = fp.and_then(|fp| {
             find_copy(s, &self.params.sources[s.source].kind, (dev, inode), fp)
-                .and_then(|f| File::open(&f.path).ok().map(|file| (file, f)))
+                .and_then(|f| open_copy(&f, offset).map(|reader| (reader, f)))
         });
         let Some(seg) = s.segs.front_mut() else {
             return;
         };
         match copy {
-            Some((file, f)) => {
+            Some((reader, f)) => {
                 tracing::info!(path = %seg.path.path, copy = %f.path.display(), "copytruncate: reading the rest from the copy");
                 // Same serial and fingerprint: records keep their ids.
-                let truncated = Segment {
+                let mut truncated = Segment {
                     serial: 0,
                     dev,
                     inode,
@@ -1141,22 +1264,38 @@ impl Tailer {
                     offset: 0,
                     rotated: seg.rotated,
                     gz: false,
-                    size_seen: meta.len(),
+                    size_seen: len,
                     eof_since: None,
                     head_verified: None,
                 };
-                seg.reader = Some(SegReader::Plain(file));
+                seg.gz = matches!(reader, SegReader::Gz(_));
+                seg.reader = Some(reader);
                 seg.dev = f.dev;
                 seg.inode = f.inode;
                 seg.name = f.name.clone();
                 seg.rotated = true;
-                let mut truncated = truncated;
-                truncated.serial = s.next_serial;
-                s.next_serial += 1;
-                s.segs.insert(1, truncated);
-                // Segments after it keep chain order in their serials.
-                renumber(s);
+                seg.head_verified = None;
+                // What the truncated file holds now is named by its own head from here on.
+                if let Some(SegReader::Plain(f)) = &truncated.reader {
+                    truncated.fp = fingerprint::of_file(f, truncated.rotated).ok().flatten();
+                }
+                if let Some(fp) = truncated.fp
+                    && let Some((name, open)) = take_gz_twin(s, fp)
+                {
+                    truncated.name = name;
+                    truncated.rotated = true;
+                    self.open_files -= i64::from(open);
+                }
+                // What the truncated file holds now was written after every copy of it, and
+                // before any newer file: its place is by name, after the copy being read
+                // (this also renumbers the segments after it).
+                insert_in_order(s, truncated, false);
                 self.open_files += 1;
+                if let StreamKey::Pod(pc) = &s.key {
+                    let dir = pod_container_dir(&self.params.sources[s.source].kind, pc);
+                    s.idle = false;
+                    self.rescan_dir(&dir);
+                }
             }
             None => {
                 let lost = seg.size_seen.saturating_sub(seg.offset);
@@ -1169,7 +1308,7 @@ impl Tailer {
                 s.next_serial += 1;
                 seg.offset = 0;
                 seg.fp = None;
-                seg.size_seen = meta.len();
+                seg.size_seen = len;
                 let serial = seg.serial;
                 s.carry.clear();
                 s.carry_cut = false;
@@ -1182,7 +1321,7 @@ impl Tailer {
                 renumber(s);
             }
         }
-        s.idle = false;
+        self.streams[idx].idle = false;
     }
 
     /// The front segment's content was replaced before it was read: its old bytes, if a copy
@@ -1190,6 +1329,10 @@ impl Tailer {
     fn adopt_copy(&mut self, idx: usize, old_fp: Option<u64>) {
         let Some(old_fp) = old_fp else { return };
         let s = &mut self.streams[idx];
+        // Its old content was read already (as a copy followed by this file).
+        if s.finished_fps.contains(&old_fp) {
+            return;
+        }
         let Some(front) = s.segs.front() else { return };
         let identity = (front.dev, front.inode);
         let front_path = front.path.path.clone();
@@ -1199,7 +1342,8 @@ impl Tailer {
                 if s.segs.iter().any(|g| g.dev == f.dev && g.inode == f.inode) {
                     return;
                 }
-                if let Some(seg) = open_segment(s, &f, false) {
+                let gz = matches!(f.name, SegmentName::Rotated { gz: true, .. });
+                if let Some(seg) = open_segment(s, &f, gz) {
                     tracing::info!(path = %front_path, copy = %f.path.display(), old_fingerprint = old_fp, "file replaced before it was read: reading its copy first");
                     s.segs.push_front(seg);
                     renumber(s);
@@ -1390,7 +1534,11 @@ impl Tailer {
             .map(|g| g.size_seen.saturating_sub(g.offset))
             .sum();
         s.metrics.lag_bytes.set(lag as i64);
-        if lag > 0 && s.last_acked_ts_ns > 0 {
+        // Promtail's definition: how old the newest delivered record is, while more waits; a
+        // stream that caught up lags by nothing, however old its last line.
+        if lag == 0 {
+            s.metrics.lag_seconds.set(0.0);
+        } else if s.last_acked_ts_ns > 0 {
             let age = (now_ns() - s.last_acked_ts_ns).max(0) as f64 / 1e9;
             s.metrics.lag_seconds.set(age);
         }
@@ -1423,7 +1571,8 @@ fn pod_container_dir(kind: &SourceKind, pc: &PodContainer) -> PathBuf {
 }
 
 thread_local! {
-    /// Set when a listed file vanished before it was opened (the tailer is single-threaded).
+    /// Set when a listing may be stale: a listed file vanished before it was opened, or a
+    /// copy (copytruncate) may be newer than the listing (the tailer is single-threaded).
     static RACED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Files that could not be opened and were already reported.
     static WARNED: std::cell::RefCell<HashSet<PathBuf>> = std::cell::RefCell::new(HashSet::new());
@@ -1514,9 +1663,9 @@ fn reader_mtime(g: &Segment) -> Option<std::time::SystemTime> {
     }
 }
 
-/// A copy (copytruncate) of a segment: another plain file of the stream whose first line has the
-/// fingerprint `fp`. The stream's directory is listed again first: the copy may be too new for
-/// the last scan.
+/// A copy (copytruncate) of a segment: another file of the stream (plain, or already gzipped)
+/// whose first line has the fingerprint `fp`. The stream's directory is listed again first: the
+/// copy may be too new for the last scan.
 fn find_copy(s: &mut Stream, kind: &SourceKind, not: (u64, u64), fp: u64) -> Option<Found> {
     if let (StreamKey::Pod(pc), SourceKind::Kubernetes { .. }) = (&s.key, kind) {
         let dir = pod_container_dir(kind, pc);
@@ -1533,17 +1682,54 @@ fn find_copy(s: &mut Stream, kind: &SourceKind, not: (u64, u64), fp: u64) -> Opt
             s.last_found = found;
         }
     }
-    s.last_found
-        .iter()
-        .filter(|f| (f.dev, f.inode) != not)
-        .filter(|f| !matches!(f.name, SegmentName::Rotated { gz: true, .. }))
-        .find(|f| {
-            File::open(&f.path)
-                .ok()
-                .and_then(|file| fingerprint::of_file(&file, true).ok().flatten())
-                == Some(fp)
-        })
+    // A copy may already be compressed (kubelet gzips the previous segment at the next
+    // rotation, logrotate's `compress`) when we were behind: plain copies first, then gzip.
+    let is_copy = |f: &&Found, gz: bool| {
+        (f.dev, f.inode) != not
+            && matches!(f.name, SegmentName::Rotated { gz: g, .. } if g == gz)
+            && File::open(&f.path).ok().and_then(|file| {
+                if gz {
+                    fingerprint::of_gz(&file).ok().flatten()
+                } else {
+                    fingerprint::of_file(&file, true).ok().flatten()
+                }
+            }) == Some(fp)
+    };
+    let plain = s.last_found.iter().find(|f| is_copy(f, false));
+    plain
+        .or_else(|| s.last_found.iter().find(|f| is_copy(f, true)))
         .cloned()
+}
+
+/// Opens a copy `find_copy` found, to be read on from `offset` (decompressed bytes of a gzip
+/// copy, which are skipped).
+fn open_copy(f: &Found, offset: u64) -> Option<SegReader> {
+    let file = File::open(&f.path).ok()?;
+    if !matches!(f.name, SegmentName::Rotated { gz: true, .. }) {
+        return Some(SegReader::Plain(file));
+    }
+    let mut dec = MultiGzDecoder::new(file);
+    let skipped = io::copy(&mut (&mut dec).take(offset), &mut io::sink()).ok()?;
+    (skipped == offset).then(|| SegReader::Gz(Box::new(dec)))
+}
+
+/// A gzip copy of the content `fp` waiting in the chain (after the front): the file we hold
+/// was truncated and written again (copytruncate), then renamed and compressed, and the
+/// compressed copy was listed while we still knew the file by its older content. Both hold the
+/// same bytes: the copy leaves the chain, and its rotated name (which orders the file) is
+/// returned, with whether its descriptor was open.
+fn take_gz_twin(s: &mut Stream, fp: u64) -> Option<(SegmentName, bool)> {
+    let i = 1 + s
+        .segs
+        .iter()
+        .skip(1)
+        .position(|g| g.gz && g.offset == 0 && g.fp == Some(fp))?;
+    let twin = s.segs.remove(i)?;
+    let name = match twin.name {
+        SegmentName::Rotated { stamp, .. } => SegmentName::Rotated { stamp, gz: false },
+        live => live,
+    };
+    Some((name, twin.reader.is_some()))
 }
 
 /// Whether positions may point into the front segment (it was started, or merge state refers to
@@ -1643,6 +1829,17 @@ fn resume_valid(seg: &Segment, pos: &SegmentPos) -> bool {
         // Gzip segments are validated by their fingerprint only.
         _ => true,
     }
+}
+
+/// Whether a plain segment's head no longer matches its fingerprint: its content was replaced
+/// (truncated, then written again) under the same descriptor. Taken the way the fingerprint
+/// was (`complete` for rotated segments), so a file that only grew is never a change. A head
+/// that cannot be read says nothing.
+fn head_replaced(seg: &Segment) -> bool {
+    let (Some(SegReader::Plain(f)), Some(fp)) = (&seg.reader, seg.fp) else {
+        return false;
+    };
+    fingerprint::of_file(f, seg.rotated).is_ok_and(|now| now != Some(fp))
 }
 
 fn seek_segment(seg: &mut Segment, offset: u64) -> io::Result<()> {
@@ -1761,7 +1958,14 @@ fn seg_identity(s: &Stream, serial: u64) -> (u64, Arc<SegmentPath>) {
 fn seg_pos(s: &Stream, p: Pos) -> SegmentPos {
     if let Some(g) = s.segs.iter().find(|g| g.serial == p.seg) {
         let before_hash = match &g.reader {
-            Some(SegReader::Plain(f)) => fingerprint::before(f, p.offset).unwrap_or(0),
+            Some(SegReader::Plain(f)) => match fingerprint::before(f, p.offset).unwrap_or(0) {
+                // Truncated since it was read (copytruncate not noticed yet: the file is
+                // shorter, or its head changed after the hashed bytes were read): they are not
+                // the bytes we read, and a restart would take its copy for another file. The
+                // fingerprint alone names the position then (its copy holds the same bytes).
+                h if h == u64::MAX || head_replaced(g) => 0,
+                h => h,
+            },
             _ => 0,
         };
         return SegmentPos {

@@ -183,6 +183,17 @@ async fn hostile_lines_become_records_or_counted_drops() {
         "{m}"
     );
     assert!(metric(&m, "nevermore_unterminated_total") >= 1.0, "{m}");
+    // Caught up: no stream lags, in bytes or in seconds (the last lines are old by now).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut m = scrape(addr);
+    while (metric(&m, "nevermore_lag_bytes") != 0.0 || metric(&m, "nevermore_lag_seconds") != 0.0)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        m = scrape(addr);
+    }
+    assert_eq!(metric(&m, "nevermore_lag_bytes"), 0.0, "{m}");
+    assert_eq!(metric(&m, "nevermore_lag_seconds"), 0.0, "{m}");
     stop(r).await;
 }
 

@@ -351,6 +351,59 @@ async fn wait_delivered(out: &Path, tag: &str, seq: u64) {
     }
 }
 
+/// One run of the model: `ops` against a running collector; every written line must arrive
+/// once, in order.
+async fn run_model(ops: Vec<Op>) {
+    let root = tempfile::tempdir().unwrap();
+    let out_dir = root.path().join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("out.ndjson");
+    let pods = root.path().join("pods");
+    let mut a = KubeletWriter::new(&pods, "a", "app");
+    let mut r = Some(start(config(root.path(), &out)));
+    for op in ops {
+        match op {
+            Op::Write(n) => a.write(n, 0),
+            Op::WritePartial(n) => a.write(n, 2),
+            Op::Rotate => a.rotate(100),
+            Op::CopyTruncate => {
+                // Applied whether or not the collector caught up: it may be behind, and
+                // the writer may re-grow the file past its offset before it looks.
+                // Lines written between the copy and the truncation are lost by
+                // logrotate itself (its documented race), so the writer, like a
+                // well-behaved application here, writes nothing in between.
+                a.copytruncate();
+            }
+            Op::DeleteOldest => {
+                if let Some(oldest) = a.rotated().first().cloned() {
+                    if a.next > 0 {
+                        wait_delivered(&out, &a.stream_tag, a.next - 1).await;
+                    }
+                    let _ = fs::remove_file(oldest);
+                }
+            }
+            Op::Restart => {
+                if let Some(run) = r.take() {
+                    stop(run).await;
+                }
+                r = Some(start(config(root.path(), &out)));
+            }
+            Op::SinkOutage(ms) => {
+                let away = root.path().join("out-away");
+                fs::rename(&out_dir, &away).unwrap();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                fs::rename(&away, &out_dir).unwrap();
+            }
+            Op::Pause(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        }
+    }
+    let d = wait_all(&out, &[&a]).await;
+    if let Some(run) = r.take() {
+        stop(run).await;
+    }
+    assert_exact(&d, &a);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         // MODEL_CASES=500 for a longer run.
@@ -363,55 +416,7 @@ proptest! {
     #[test]
     fn model_random_operations(ops in proptest::collection::vec(op(), 1..25)) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(async move {
-            let root = tempfile::tempdir().unwrap();
-            let out_dir = root.path().join("out");
-            fs::create_dir_all(&out_dir).unwrap();
-            let out = out_dir.join("out.ndjson");
-            let pods = root.path().join("pods");
-            let mut a = KubeletWriter::new(&pods, "a", "app");
-            let mut r = Some(start(config(root.path(), &out)));
-            for op in ops {
-                match op {
-                    Op::Write(n) => a.write(n, 0),
-                    Op::WritePartial(n) => a.write(n, 2),
-                    Op::Rotate => a.rotate(100),
-                    Op::CopyTruncate => {
-                        // copytruncate races with a reader by nature (logrotate says so): lines
-                        // written between the copy and the truncation, or read from the
-                        // rewritten file before the truncation shows, cannot be ordered. The
-                        // model applies it the way it is safe: with the collector caught up.
-                        if a.next > 0 {
-                            wait_delivered(&out, &a.stream_tag, a.next - 1).await;
-                        }
-                        a.copytruncate();
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Op::DeleteOldest => {
-                        if let Some(oldest) = a.rotated().first().cloned() {
-                            if a.next > 0 {
-                                wait_delivered(&out, &a.stream_tag, a.next - 1).await;
-                            }
-                            let _ = fs::remove_file(oldest);
-                        }
-                    }
-                    Op::Restart => {
-                        if let Some(run) = r.take() { stop(run).await; }
-                        r = Some(start(config(root.path(), &out)));
-                    }
-                    Op::SinkOutage(ms) => {
-                        let away = root.path().join("out-away");
-                        fs::rename(&out_dir, &away).unwrap();
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                        fs::rename(&away, &out_dir).unwrap();
-                    }
-                    Op::Pause(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-                }
-            }
-            let d = wait_all(&out, &[&a]).await;
-            if let Some(run) = r.take() { stop(run).await; }
-            assert_exact(&d, &a);
-        });
+        rt.block_on(run_model(ops));
     }
 }
 
@@ -612,4 +617,166 @@ async fn regression_copies_gzipped_after_copytruncate_are_not_read_again() {
         assert_eq!(d, d2, "records arrived after all were delivered");
         assert_exact(&d2, &a);
     }
+}
+
+/// The collector's sink is away: it reads until every batch permit is taken, then stops, far
+/// behind the writer. A long scan interval keeps the periodic scan from looking at the file
+/// meanwhile, so the tailer's next read is the first to meet the truncated file.
+fn blocked_config(root: &Path, out: &Path) -> nevermore_collector::config::CollectorConfig {
+    let mut cfg = config(root, out);
+    cfg.pipeline.scan_interval = Duration::from_secs(3600);
+    cfg
+}
+
+/// Fixture with the sink's output in its own directory (renamed away for an outage).
+fn fixture_out_dir() -> (tempfile::TempDir, PathBuf, PathBuf, KubeletWriter) {
+    let root = tempfile::tempdir().unwrap();
+    let out_dir = root.path().join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("out.ndjson");
+    let a = KubeletWriter::new(&root.path().join("pods"), "a", "app");
+    (root, out_dir, out, a)
+}
+
+/// copytruncate while the collector is stopped behind the writer, and the truncated file
+/// re-grown past the checkpointed offset before it starts again: the rest of the old content
+/// comes from the copy, then the new file from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_while_stopped_and_regrown_past_the_checkpoint() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let (root, out, mut a) = fixture();
+    a.write(100, 0);
+    let r = start(config(root.path(), &out));
+    wait_delivered(&out, &a.stream_tag, a.next - 1).await;
+    stop(r).await;
+    a.write(200, 0);
+    a.copytruncate();
+    a.write(700, 3);
+    let r = start(config(root.path(), &out));
+    let d = wait_all(&out, &[&a]).await;
+    stop(r).await;
+    assert_exact(&d, &a);
+}
+
+/// The collector is running but behind (its sink is away, every batch permit taken) when the
+/// file is copied and truncated, and the writer re-grows it past the collector's offset
+/// before the collector reads again: the size never looks smaller than the offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_while_behind_and_regrown_past_the_offset() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    for copies in 1..=2 {
+        let (root, out_dir, out, mut a) = fixture_out_dir();
+        a.write(10, 0);
+        let r = start(blocked_config(root.path(), &out));
+        wait_delivered(&out, &a.stream_tag, a.next - 1).await;
+        let away = root.path().join("out-away");
+        fs::rename(&out_dir, &away).unwrap();
+        // Far more than the permits let the collector read (4 batches of one 64 KiB chunk).
+        a.write(20_000, 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..copies {
+            a.copytruncate();
+            a.write(3_000, 5);
+        }
+        a.write(30_000, 0);
+        fs::rename(&away, &out_dir).unwrap();
+        let d = wait_all(&out, &[&a]).await;
+        stop(r).await;
+        assert_exact(&d, &a);
+    }
+}
+
+/// Behind on an older (renamed) segment while the live file, not yet started, is copied and
+/// truncated twice, with scans in between (the tailer scans while it waits for a permit): the
+/// copies are read in their order, before what the live file holds now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncates_of_an_unstarted_live_file_keep_their_order() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let (root, out_dir, out, mut a) = fixture_out_dir();
+    let mut cfg = config(root.path(), &out);
+    cfg.pipeline.scan_interval = Duration::from_millis(100);
+    a.write(10, 0);
+    let r = start(cfg);
+    wait_delivered(&out, &a.stream_tag, a.next - 1).await;
+    let away = root.path().join("out-away");
+    fs::rename(&out_dir, &away).unwrap();
+    a.write(20_000, 0);
+    let scan = || tokio::time::sleep(Duration::from_millis(400));
+    scan().await;
+    a.rotate(100);
+    a.write(1_000, 0);
+    scan().await;
+    a.copytruncate();
+    a.write(2_000, 0);
+    scan().await;
+    a.copytruncate();
+    a.write(3_000, 0);
+    scan().await;
+    fs::rename(&away, &out_dir).unwrap();
+    let d = wait_all(&out, &[&a]).await;
+    stop(r).await;
+    assert_exact(&d, &a);
+}
+
+/// Found by the model: copied and truncated while behind, then a restart at once (the final
+/// checkpoint names the truncated file at an offset its copy holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_restart_right_after_copytruncate_while_behind() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    for _ in 0..5 {
+        let (root, out_dir, out, mut a) = fixture_out_dir();
+        let r = start(config(root.path(), &out));
+        tokio::time::sleep(Duration::from_millis(86)).await;
+        a.copytruncate();
+        a.write(99, 2);
+        a.write(106, 0);
+        wait_delivered(&out, &a.stream_tag, a.next - 1).await;
+        let _ = fs::remove_file(a.rotated().first().unwrap());
+        a.write(25, 2);
+        a.copytruncate();
+        stop(r).await;
+        let r = start(config(root.path(), &out));
+        a.write(101, 0);
+        a.write(80, 0);
+        a.write(110, 0);
+        a.write(6, 2);
+        let away = root.path().join("out-away");
+        fs::rename(&out_dir, &away).unwrap();
+        tokio::time::sleep(Duration::from_millis(354)).await;
+        fs::rename(&away, &out_dir).unwrap();
+        tokio::time::sleep(Duration::from_millis(52)).await;
+        a.rotate(100);
+        a.write(173, 0);
+        let d = wait_all(&out, &[&a]).await;
+        stop(r).await;
+        assert_exact(&d, &a);
+    }
+}
+
+/// The collector starts while logrotate is still copying (copytruncate copies, then
+/// truncates): the copy is listed half-written, ending mid-line, next to its original. Reading
+/// goes on in the original instead of ending the copy early (a cut line) and reading the
+/// original again from its start (duplicates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_starting_during_the_copy_of_copytruncate() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let (root, out, mut a) = fixture();
+    a.write(300, 2);
+    let bytes = fs::read(a.dir.join("0.log")).unwrap();
+    let copy = a.dir.join("0.log.20261126-000001");
+    let half = bytes.len() / 2 + 7;
+    fs::write(&copy, &bytes[..half]).unwrap();
+    let r = start(config(root.path(), &out));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    OpenOptions::new()
+        .append(true)
+        .open(&copy)
+        .unwrap()
+        .write_all(&bytes[half..])
+        .unwrap();
+    a.file.set_len(0).unwrap();
+    a.write(400, 0);
+    let d = wait_all(&out, &[&a]).await;
+    stop(r).await;
+    assert_exact(&d, &a);
 }
