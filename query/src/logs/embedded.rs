@@ -143,6 +143,8 @@ impl Grep {
         pattern: &str,
         case_insensitive: bool,
     ) -> Result<Box<dyn Query>, BackendError> {
+        // The language's regex (what the evaluator and Elasticsearch accept), run on bytes.
+        nevermore_lang::eval::compile_regex(pattern, case_insensitive, false).map_err(index_err)?;
         let regex = nevermore_lang::eval::compile_bytes_regex(pattern, case_insensitive, false)
             .map_err(index_err)?;
         Ok(Box::new(GrepQuery {
@@ -180,11 +182,9 @@ impl Inner {
             cancel: cancel.clone(),
         };
         let (q, exact) = lower(expr, f, &grep)?;
-        // `All` is no clause: an intersection with every record still costs a walk.
+        // The time range and the stream first: an intersection's scorers are made in this
+        // order, and a grep clause joining after them checks only the records they hold.
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if !matches!(expr, Expr::All) {
-            clauses.push((Occur::Must, q));
-        }
         if let Some(r) = range
             && !covers_everything(searcher, r)
         {
@@ -202,6 +202,16 @@ impl Inner {
                     IndexRecordOption::Basic,
                 )),
             ));
+        }
+        // `All` is no clause: an intersection with every record still costs a walk. A
+        // conjunction joins the range's intersection clause by clause (tantivy builds a nested
+        // one from its first match, not from the range's).
+        match q.downcast_ref::<BooleanQuery>() {
+            _ if matches!(expr, Expr::All) => {}
+            Some(b) if b.clauses().iter().all(|(o, _)| *o == Occur::Must) => {
+                clauses.extend(b.clauses().iter().map(|(o, c)| (*o, c.box_clone())));
+            }
+            _ => clauses.push((Occur::Must, q)),
         }
         let post = if exact {
             None
@@ -1444,19 +1454,21 @@ mod tests {
     use nevermore_index::{IndexDoc, Retention, Writer};
 
     /// A search whose caller gave up reads no more records: the post-filter rejects them.
-    #[test]
-    fn a_cancelled_search_stops_reading_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let index = LogIndex::open(dir.path()).unwrap();
+    /// One segment of records at timestamps `0..messages.len()` with these messages.
+    fn index_of(dir: &std::path::Path, messages: &[&str]) -> EmbeddedBackend {
+        let index = LogIndex::open(dir).unwrap();
         let mut w = Writer::new(index.clone(), 20_000_000, Retention::default()).unwrap();
-        for i in 0..100u64 {
+        for (i, message) in messages.iter().enumerate() {
             let id = format!("{i}");
+            let source =
+                serde_json::json!({"@timestamp": "1970-01-01T00:00:00Z", "message": message});
+            let source = serde_json::to_vec(&source).unwrap();
             w.add(&IndexDoc {
                 ts_ns: i as i64,
                 stream_id: 1,
-                seq: i,
+                seq: i as u64,
                 event_id: &id,
-                message: "timeout after 5s",
+                message,
                 level: None,
                 stream: None,
                 namespace: None,
@@ -1467,12 +1479,63 @@ mod tests {
                 cluster: "c",
                 dataset: "d",
                 labels: Vec::new(),
-                source: br#"{"@timestamp":"1970-01-01T00:00:00Z","message":"timeout after 5s"}"#,
+                source: &source,
             })
             .unwrap();
         }
         w.commit().unwrap();
-        let backend = EmbeddedBackend::new(index).unwrap();
+        EmbeddedBackend::new(index).unwrap()
+    }
+
+    /// A grep clause joins the time range's intersection: records outside the range are never
+    /// read, even when the pattern matches nothing before the range.
+    #[test]
+    fn a_narrow_range_reads_only_its_own_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut messages = vec!["timeout after xs"; 900];
+        messages.extend(["timeout after 5s"; 100]);
+        let backend = index_of(dir.path(), &messages);
+        for q in ["/after [0-9]s/", "namespace:x,y,z /after [0-9]s/ -stream:q"] {
+            let expr = nevermore_lang::parse_strict(q, &nevermore_lang::Limits::default()).unwrap();
+            let expr = if q.starts_with("namespace") {
+                // Keep the records (they have no namespace): only the shape of the query counts.
+                let Expr::And { args } = expr else {
+                    panic!("{q}")
+                };
+                Expr::And {
+                    args: args[1..].to_vec(),
+                }
+            } else {
+                expr
+            };
+            let req = SearchRequest {
+                expr,
+                range: TimeRange {
+                    start_ns: 950,
+                    end_ns: 1000,
+                },
+                limit: 10,
+                order: Order::Desc,
+                after: None,
+                stream: None,
+            };
+            let (page, n) = backend
+                .inner
+                .search_counted(&req, &Cancel::default())
+                .unwrap();
+            assert_eq!((page.hits.len(), n), (10, 50), "{q}");
+            assert!(
+                backend.inner.verdicts.checked() <= 51,
+                "{q}: {}",
+                backend.inner.verdicts.checked()
+            );
+        }
+    }
+
+    #[test]
+    fn a_cancelled_search_stops_reading_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = index_of(dir.path(), &["timeout after 5s"; 100]);
         let expr =
             nevermore_lang::parse_strict("/after [0-9]s/", &nevermore_lang::Limits::default())
                 .unwrap();

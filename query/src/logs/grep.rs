@@ -3,7 +3,8 @@
 //! The inverted index only knows words, so a pattern is answered in two steps: the candidates
 //! are the records holding the whole words the pattern cannot match without (a superset), and
 //! each candidate the search actually visits is checked against its stored message. Checks are
-//! lazy (a candidate outside the time range, or past the page, is never read) and remembered per
+//! lazy (joining an intersection, only the records the other clauses hold are read: the plan
+//! puts the time range first, and a conjunction is one flat intersection) and remembered per
 //! segment and pattern in a bounded [`VerdictCache`]: segments never change, so the next page,
 //! the histogram of the same query or a wider range reads only what no search has checked yet.
 //!
@@ -18,7 +19,7 @@ use nevermore_index::messages::MessageColumn;
 use regex::bytes::Regex;
 use tantivy::index::SegmentId;
 use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED};
+use tantivy::{DocId, DocSet, Score, SeekDangerResult, SegmentReader, TERMINATED};
 
 /// Records whose message `regex` matches somewhere, among the records `candidates` returns.
 pub struct GrepQuery {
@@ -71,22 +72,34 @@ struct GrepWeight {
     query: GrepQuery,
 }
 
-impl Weight for GrepWeight {
-    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        let candidates = self.candidates.scorer(reader, boost)?;
-        let verdicts =
-            self.query
-                .cache
-                .verdicts(reader.segment_id(), &self.query.key, reader.max_doc());
-        let mut scorer = GrepScorer {
+impl GrepWeight {
+    /// A scorer on `candidates` that has checked nothing yet.
+    fn wrap(
+        &self,
+        reader: &SegmentReader,
+        candidates: Box<dyn Scorer>,
+    ) -> tantivy::Result<GrepScorer> {
+        Ok(GrepScorer {
             candidates,
-            verdicts,
+            verdicts: self.query.cache.verdicts(
+                reader.segment_id(),
+                &self.query.key,
+                reader.max_doc(),
+            ),
             messages: MessageColumn::open(reader)?,
             // A clone per segment scorer: its own match caches, no pool shared across threads.
             regex: Regex::clone(&self.query.regex),
             cancel: self.query.cancel.clone(),
-        };
-        // A docset starts on its first document.
+        })
+    }
+}
+
+impl Weight for GrepWeight {
+    /// Positioned on the first match, as a docset starts: this checks candidates from the
+    /// segment's start, which is what leading an intersection or a union needs.
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let candidates = self.candidates.scorer(reader, boost)?;
+        let mut scorer = self.wrap(reader, candidates)?;
         let first = scorer.candidates.doc();
         if first != TERMINATED && !scorer.check(first) {
             scorer.advance();
@@ -94,14 +107,27 @@ impl Weight for GrepWeight {
         Ok(Box::new(scorer))
     }
 
+    /// Joining an intersection (the time range leads it): only `target` is checked, never the
+    /// candidates before it, so a search of the last hour reads no message of the days before.
+    fn scorer_danger(
+        &self,
+        reader: &SegmentReader,
+        target: DocId,
+        boost: Score,
+    ) -> tantivy::Result<(SeekDangerResult, Box<dyn Scorer>)> {
+        let (found, candidates) = self.candidates.scorer_danger(reader, target, boost)?;
+        let mut scorer = self.wrap(reader, candidates)?;
+        let found = scorer.settle(target, found);
+        Ok((found, Box::new(scorer)))
+    }
+
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        let mut scorer = self.scorer(reader, 1.0)?;
-        if scorer.seek(doc) != doc {
-            return Err(tantivy::TantivyError::InvalidArgument(format!(
-                "document {doc} does not match"
-            )));
+        match self.scorer_danger(reader, doc, 1.0)?.0 {
+            SeekDangerResult::Found => Ok(Explanation::new("grep", 1.0)),
+            SeekDangerResult::SeekLowerBound(_) => Err(tantivy::TantivyError::InvalidArgument(
+                format!("document {doc} does not match"),
+            )),
         }
-        Ok(Explanation::new("grep", 1.0))
     }
 }
 
@@ -114,6 +140,16 @@ struct GrepScorer {
 }
 
 impl GrepScorer {
+    /// The answer for `target` once the candidates answered: a candidate is a match only if
+    /// its message is; a miss leaves the scorer past `target` only (the danger zone).
+    fn settle(&mut self, target: DocId, candidates: SeekDangerResult) -> SeekDangerResult {
+        match candidates {
+            SeekDangerResult::Found if self.check(target) => SeekDangerResult::Found,
+            SeekDangerResult::Found => SeekDangerResult::SeekLowerBound(target + 1),
+            lower_bound => lower_bound,
+        }
+    }
+
     fn check(&mut self, doc: DocId) -> bool {
         if let Some(v) = self.verdicts.get(doc) {
             return v;
@@ -148,6 +184,11 @@ impl DocSet for GrepScorer {
         } else {
             self.advance()
         }
+    }
+
+    fn seek_danger(&mut self, target: DocId) -> SeekDangerResult {
+        let candidates = self.candidates.seek_danger(target);
+        self.settle(target, candidates)
     }
 
     fn doc(&self) -> DocId {
@@ -267,6 +308,20 @@ impl VerdictCache {
         st.bytes += size;
         st.entries.insert((segment, key.clone()), (v.clone(), now));
         v
+    }
+
+    /// Records checked, over every kept entry.
+    #[cfg(test)]
+    pub(crate) fn checked(&self) -> u64 {
+        let st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.entries
+            .values()
+            .flat_map(|(v, _)| v.checked.iter())
+            .map(|w| u64::from(w.load(Ordering::Relaxed).count_ones()))
+            .sum()
     }
 
     /// Bytes held by the kept verdicts.

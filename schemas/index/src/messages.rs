@@ -59,14 +59,27 @@ impl SegmentPlugin for MessagePlugin {
                 "the message column cannot follow a sorted index's merge".into(),
             ));
         }
-        let mut column = Column::default();
+        // Streamed: only the offsets (8 bytes a record) are held, never the messages.
+        let mut w = ctx.target_segment.open_write(component())?;
+        let mut offsets = vec![0u64];
+        let mut at = 0u64;
         for reader in ctx.readers {
             let source = MessageColumn::open(reader)?;
             for doc in reader.doc_ids_alive() {
-                column.push(source.get(doc).unwrap_or_default());
+                let message = source.get(doc).ok_or_else(|| {
+                    TantivyError::InternalError(format!(
+                        "message column of segment {}: no record {doc}",
+                        reader.segment_id().uuid_string()
+                    ))
+                })?;
+                w.write_all(message)?;
+                at += message.len() as u64;
+                offsets.push(at);
             }
         }
-        column.write(ctx.target_segment)
+        write_footer(&mut w, &offsets)?;
+        w.terminate()?;
+        Ok(())
     }
 }
 
@@ -152,15 +165,23 @@ impl Column {
     fn write(self, segment: &Segment) -> tantivy::Result<()> {
         let mut w = segment.open_write(component())?;
         w.write_all(&self.bytes)?;
-        for o in &self.offsets {
-            w.write_all(&o.to_le_bytes())?;
-        }
-        w.write_all(&(self.len() as u64).to_le_bytes())?;
-        w.write_all(&VERSION.to_le_bytes())?;
-        w.write_all(MAGIC)?;
+        write_footer(&mut w, &self.offsets)?;
         w.terminate()?;
         Ok(())
     }
+}
+
+/// The offsets (the first 0, the last the messages' total length), the count, the version and
+/// the magic.
+fn write_footer(w: &mut impl Write, offsets: &[u64]) -> std::io::Result<()> {
+    let mut buf = std::io::BufWriter::new(w);
+    for o in offsets {
+        buf.write_all(&o.to_le_bytes())?;
+    }
+    buf.write_all(&(offsets.len() as u64 - 1).to_le_bytes())?;
+    buf.write_all(&VERSION.to_le_bytes())?;
+    buf.write_all(MAGIC)?;
+    buf.flush()
 }
 
 /// One segment's messages, read in place from the memory-mapped file.
@@ -181,12 +202,18 @@ impl std::fmt::Debug for MessageColumn {
 impl MessageColumn {
     pub fn open(reader: &SegmentReader) -> tantivy::Result<MessageColumn> {
         let file = reader.open_read(component())?.read_bytes()?;
-        MessageColumn::parse(file).map_err(|why| {
-            TantivyError::InternalError(format!(
-                "segment {}: message column: {why}",
-                reader.segment_id().uuid_string()
-            ))
-        })
+        let max_doc = reader.max_doc() as usize;
+        MessageColumn::parse(file)
+            .and_then(|col| match col.n {
+                n if n == max_doc => Ok(col),
+                n => Err(format!("{n} records, the segment has {max_doc}")),
+            })
+            .map_err(|why| {
+                TantivyError::InternalError(format!(
+                    "segment {}: message column: {why}",
+                    reader.segment_id().uuid_string()
+                ))
+            })
     }
 
     fn parse(file: OwnedBytes) -> Result<MessageColumn, String> {
@@ -265,12 +292,7 @@ mod tests {
             c.push(str::as_bytes(m));
         }
         out.extend_from_slice(&c.bytes);
-        for o in &c.offsets {
-            out.extend_from_slice(&o.to_le_bytes());
-        }
-        out.extend_from_slice(&(c.len() as u64).to_le_bytes());
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(MAGIC);
+        write_footer(&mut out, &c.offsets).unwrap();
         OwnedBytes::new(out)
     }
 
