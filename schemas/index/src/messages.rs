@@ -355,6 +355,23 @@ mod tests {
         check(&|n| n % 7 != 0, 1);
     }
 
+    /// Version 1 as it is on disk (`UPDATE_GOLDEN=1` rewrites it): a change of the encoding
+    /// shows here, and a file of this version stays readable.
+    #[test]
+    fn the_format_matches_its_golden_file() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/index/messages-v1.msg");
+        let got = encoded(&["a", "", "héllo"]).as_slice().to_vec();
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read(&path).unwrap();
+        assert_eq!(got, want, "{} differs", path.display());
+        let col = MessageColumn::parse(OwnedBytes::new(want)).unwrap();
+        assert_eq!(col.get(2), Some("héllo".as_bytes()));
+    }
+
     #[test]
     fn damaged_files_are_refused_not_misread() {
         let good = encoded(&["one", "two"]).as_slice().to_vec();
